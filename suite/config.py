@@ -1,0 +1,319 @@
+"""Gateway and worker configuration: one TOML file, validated before anything starts.
+
+Every mistake is reported with the file, the key path and what is wrong; nothing here
+starts a process or touches the store.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from suite.errors import ConfigError
+
+ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ROUTE_KEYS = {"name", "prefix", "upstreams", "strip_prefix"}
+GATEWAY_KEYS = {
+    "listen_host",
+    "listen_port",
+    "mode",
+    "upstream_ca_file",
+    "flush_interval_seconds",
+    "flush_rows",
+    "max_backlog_rows",
+}
+WORKER_KEYS = {"ingest_interval_seconds"}
+TOP_LEVEL_KEYS = {"routes", "gateway", "worker"}
+MODES = ("reverse", "regular")
+
+
+class Upstream(NamedTuple):
+    url: str
+    scheme: str
+    host: str
+    port: int
+    base_path: str  # "" or "/v2": prepended to the forwarded path
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    prefix: str
+    upstreams: tuple[Upstream, ...]
+    strip_prefix: bool = False
+
+    def matches(self, path: str) -> bool:
+        """Prefix match on a path-segment boundary: /claims matches /claims/1, not /claimsX."""
+        if self.prefix == "/":
+            return True
+        if not path.startswith(self.prefix):
+            return False
+        rest = path[len(self.prefix) : len(self.prefix) + 1]
+        return rest in ("", "/", "?")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    mode: str = "reverse"
+    upstream_ca_file: str | None = None
+    flush_interval_seconds: float = 1.0
+    flush_rows: int = 5000
+    max_backlog_rows: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    ingest_interval_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    path: str
+    routes: tuple[Route, ...] = ()
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+
+    def routes_by_specificity(self) -> tuple[Route, ...]:
+        """Longest prefix first, so /claims/v2 wins over /claims."""
+        return tuple(sorted(self.routes, key=lambda r: len(r.prefix), reverse=True))
+
+
+class _Problems:
+    """Collects every mistake in a file so the user fixes them in one pass."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append(f"{self.path}: {key}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError("\n".join(self.items))
+
+
+def parse_upstream_url(value: object) -> Upstream | str:
+    """An Upstream, or the reason the value is not an http(s) URL."""
+    if not isinstance(value, str) or not value.strip():
+        return f"{value!r} is not a URL (expected a string like 'http://127.0.0.1:9001')"
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https"):
+        return f"{value!r} is not an http(s) URL (scheme must be http or https)"
+    if not parts.hostname:
+        return f"{value!r} has no host"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return f"{value!r} has an invalid port"
+    if parts.query or parts.fragment:
+        return f"{value!r} must not have a query string or fragment"
+    return Upstream(value.strip(), parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def _check_keys(problems: _Problems, where: str, table: dict[str, Any], known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            problems.add(
+                f"{where}{key}" if where else key,
+                f"unknown key (known keys: {', '.join(sorted(known))})",
+            )
+
+
+def _number(
+    problems: _Problems,
+    key: str,
+    value: object,
+    *,
+    minimum: float,
+    integer: bool = False,
+    maximum: float | None = None,
+) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.add(key, f"{value!r} is not a number")
+        return None
+    if integer and not isinstance(value, int):
+        problems.add(key, f"{value!r} is not a whole number")
+        return None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        problems.add(key, f"{value!r} is out of range (must be {bound})")
+        return None
+    return value
+
+
+def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
+    where = f"routes[{i}]"
+    if not isinstance(raw, dict):
+        problems.add(where, "must be a table ([[routes]] with name, prefix, upstreams)")
+        return None
+    _check_keys(problems, f"{where}.", raw, ROUTE_KEYS)
+    ok = True
+    name = raw.get("name")
+    if name is None:
+        problems.add(f"{where}.name", "is required")
+        ok = False
+    elif not isinstance(name, str) or not ROUTE_NAME_RE.match(name):
+        problems.add(
+            f"{where}.name",
+            f"{name!r} is not a valid route name (letters, digits, '_', '.', '-'; at most 64)",
+        )
+        ok = False
+    prefix = raw.get("prefix")
+    if prefix is None:
+        problems.add(f"{where}.prefix", "is required")
+        ok = False
+    elif not isinstance(prefix, str) or not prefix.startswith("/") or re.search(r"[\s?#]", prefix):
+        problems.add(
+            f"{where}.prefix",
+            f"{prefix!r} must be a path starting with '/' (no spaces, '?' or '#')",
+        )
+        ok = False
+    else:
+        prefix = prefix.rstrip("/") or "/"
+    upstreams_raw = raw.get("upstreams")
+    upstreams: list[Upstream] = []
+    if upstreams_raw is None:
+        problems.add(f"{where}.upstreams", "is required (a list of http(s) URLs)")
+        ok = False
+    elif not isinstance(upstreams_raw, list) or not upstreams_raw:
+        problems.add(f"{where}.upstreams", "must be a non-empty list of http(s) URLs")
+        ok = False
+    else:
+        for j, u in enumerate(upstreams_raw):
+            parsed = parse_upstream_url(u)
+            if isinstance(parsed, str):
+                problems.add(f"{where}.upstreams[{j}]", parsed)
+                ok = False
+            else:
+                upstreams.append(parsed)
+    strip = raw.get("strip_prefix", False)
+    if not isinstance(strip, bool):
+        problems.add(f"{where}.strip_prefix", f"{strip!r} must be true or false")
+        ok = False
+    if not ok:
+        return None
+    assert isinstance(name, str) and isinstance(prefix, str)
+    return Route(name=name, prefix=prefix, upstreams=tuple(upstreams), strip_prefix=strip)
+
+
+def _parse_gateway(problems: _Problems, raw: object) -> GatewaySettings:
+    if raw is None:
+        return GatewaySettings()
+    if not isinstance(raw, dict):
+        problems.add("gateway", "must be a table ([gateway])")
+        return GatewaySettings()
+    _check_keys(problems, "gateway.", raw, GATEWAY_KEYS)
+    values: dict[str, Any] = {}
+    if "listen_host" in raw:
+        if isinstance(raw["listen_host"], str) and raw["listen_host"]:
+            values["listen_host"] = raw["listen_host"]
+        else:
+            problems.add("gateway.listen_host", f"{raw['listen_host']!r} is not a host name")
+    if "listen_port" in raw:
+        v = _number(
+            problems,
+            "gateway.listen_port",
+            raw["listen_port"],
+            minimum=0,
+            maximum=65535,
+            integer=True,
+        )
+        if v is not None:
+            values["listen_port"] = int(v)
+    if "mode" in raw:
+        if raw["mode"] in MODES:
+            values["mode"] = raw["mode"]
+        else:
+            problems.add("gateway.mode", f"{raw['mode']!r} is not one of {', '.join(MODES)}")
+    if "upstream_ca_file" in raw:
+        ca = raw["upstream_ca_file"]
+        if not isinstance(ca, str) or not Path(ca).expanduser().is_file():
+            problems.add("gateway.upstream_ca_file", f"{ca!r} is not a readable file")
+        else:
+            values["upstream_ca_file"] = str(Path(ca).expanduser())
+    for key, minimum, integer in (
+        ("flush_interval_seconds", 0.05, False),
+        ("flush_rows", 1, True),
+        ("max_backlog_rows", 1000, True),
+    ):
+        if key in raw:
+            v = _number(problems, f"gateway.{key}", raw[key], minimum=minimum, integer=integer)
+            if v is not None:
+                values[key] = v
+    return GatewaySettings(**values)
+
+
+def _parse_worker(problems: _Problems, raw: object) -> WorkerSettings:
+    if raw is None:
+        return WorkerSettings()
+    if not isinstance(raw, dict):
+        problems.add("worker", "must be a table ([worker])")
+        return WorkerSettings()
+    _check_keys(problems, "worker.", raw, WORKER_KEYS)
+    values: dict[str, Any] = {}
+    if "ingest_interval_seconds" in raw:
+        v = _number(
+            problems, "worker.ingest_interval_seconds", raw["ingest_interval_seconds"], minimum=0.1
+        )
+        if v is not None:
+            values["ingest_interval_seconds"] = float(v)
+    return WorkerSettings(**values)
+
+
+def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
+    """Validate a parsed TOML document; raises ConfigError listing every mistake."""
+    problems = _Problems(path)
+    _check_keys(problems, "", data, TOP_LEVEL_KEYS)
+    routes: list[Route] = []
+    raw_routes = data.get("routes", [])
+    if not isinstance(raw_routes, list):
+        problems.add("routes", "must be an array of tables ([[routes]])")
+        raw_routes = []
+    for i, raw in enumerate(raw_routes):
+        route = _parse_route(problems, i, raw)
+        if route is not None:
+            routes.append(route)
+    seen_names: dict[str, int] = {}
+    seen_prefixes: dict[str, int] = {}
+    for i, route in enumerate(routes):
+        if route.name in seen_names:
+            problems.add(
+                f"routes[{i}].name",
+                f"{route.name!r} is already used by routes[{seen_names[route.name]}]",
+            )
+        seen_names.setdefault(route.name, i)
+        if route.prefix in seen_prefixes:
+            problems.add(
+                f"routes[{i}].prefix",
+                f"{route.prefix!r} is already used by routes[{seen_prefixes[route.prefix]}]",
+            )
+        seen_prefixes.setdefault(route.prefix, i)
+    gateway = _parse_gateway(problems, data.get("gateway"))
+    worker = _parse_worker(problems, data.get("worker"))
+    problems.raise_if_any()
+    return GatewayConfig(path=path, routes=tuple(routes), gateway=gateway, worker=worker)
+
+
+def load_gateway_config(path: str | Path, *, missing_ok: bool = False) -> GatewayConfig:
+    """Read and validate a gateway TOML file. A missing file is an error unless missing_ok."""
+    p = Path(path)
+    if not p.exists():
+        if missing_ok:
+            return GatewayConfig(path=str(p))
+        raise ConfigError(f"{p}: file not found (pass --config FILE or create it)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return parse_gateway_config(data, str(p))
