@@ -1,0 +1,83 @@
+"""The `requests` record: one column list shared by the gateway's spool writer, the
+ingest job and the table migration, so the three can never disagree.
+
+Changing a column here needs a named migration in `suite/migrations.py` as well.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pyarrow as pa
+
+
+class Column(NamedTuple):
+    name: str
+    arrow: pa.DataType
+    sql: str
+    doc: str
+
+
+# Order matters: the capture addon builds tuples in exactly this order.
+REQUEST_COLUMNS: tuple[Column, ...] = (
+    Column("id", pa.string(), "VARCHAR", "unique id: <gateway_id>-<counter>"),
+    Column("ts", pa.timestamp("us"), "TIMESTAMP", "UTC time the request started arriving"),
+    Column("route", pa.string(), "VARCHAR", "route (= service) name; NULL when no route matched"),
+    Column("method", pa.string(), "VARCHAR", "HTTP method"),
+    Column("scheme", pa.string(), "VARCHAR", "scheme the client used"),
+    Column("host", pa.string(), "VARCHAR", "host the client addressed"),
+    Column("path", pa.string(), "VARCHAR", "path as received, without the query string"),
+    Column("query", pa.string(), "VARCHAR", "query string with secret-looking values redacted"),
+    Column("status", pa.int16(), "SMALLINT", "status the client got; NULL when none"),
+    Column("error", pa.string(), "VARCHAR", "why the gateway answered or the flow failed (a code)"),
+    Column("error_detail", pa.string(), "VARCHAR", "the underlying error message"),
+    Column("duration_ms", pa.float64(), "DOUBLE", "first request byte to last response byte"),
+    Column("ttfb_ms", pa.float64(), "DOUBLE", "first request byte to first upstream response byte"),
+    Column("request_bytes", pa.int64(), "BIGINT", "request body bytes received from the client"),
+    Column("response_bytes", pa.int64(), "BIGINT", "response body bytes sent to the client"),
+    Column("upstream", pa.string(), "VARCHAR", "upstream base URL the request went to"),
+    Column("api_key_id", pa.string(), "VARCHAR", "gateway key id (never the key)"),
+    Column("tenant", pa.string(), "VARCHAR", "tenant of the gateway key"),
+    Column("kind", pa.string(), "VARCHAR", "http | llm | mcp"),
+    Column("llm_provider", pa.string(), "VARCHAR", "LLM provider"),
+    Column("llm_model", pa.string(), "VARCHAR", "model that served the call"),
+    Column("prompt_tokens", pa.int64(), "BIGINT", "input tokens"),
+    Column("completion_tokens", pa.int64(), "BIGINT", "output tokens"),
+    Column("cost_usd", pa.float64(), "DOUBLE", "cost in USD; NULL when unpriced"),
+    Column("streamed", pa.bool_(), "BOOLEAN", "response was streamed to the client"),
+    Column("ttft_ms", pa.float64(), "DOUBLE", "time to first token (LLM streams)"),
+    Column("mcp_method", pa.string(), "VARCHAR", "MCP JSON-RPC method"),
+    Column("mcp_tool", pa.string(), "VARCHAR", "MCP tool name for tools/call"),
+    Column("trace_id", pa.string(), "VARCHAR", "W3C trace id from traceparent"),
+    Column("parent_span_id", pa.string(), "VARCHAR", "W3C parent span id from traceparent"),
+    Column("http_version", pa.string(), "VARCHAR", "HTTP version the client spoke"),
+    Column("user_agent", pa.string(), "VARCHAR", "client User-Agent"),
+    Column("client_addr", pa.string(), "VARCHAR", "client IP address"),
+    Column("gateway_id", pa.string(), "VARCHAR", "the gateway process that recorded the call"),
+)
+
+REQUEST_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in REQUEST_COLUMNS)
+REQUEST_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow) for c in REQUEST_COLUMNS])
+COLUMN_INDEX = {name: i for i, name in enumerate(REQUEST_COLUMN_NAMES)}
+# The two columns a spool segment must have to be ours.
+REQUIRED_SEGMENT_COLUMNS = ("id", "ts")
+
+
+def requests_table_ddl(table: str = "requests") -> str:
+    cols = ",\n    ".join(f"{c.name} {c.sql}" for c in REQUEST_COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n    {cols}\n)"
+
+
+def records_to_arrow(rows: list[tuple[object, ...]]) -> pa.Table:
+    """Turn capture tuples (ts as epoch seconds) into an Arrow table of the spool schema."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in REQUEST_COLUMNS]
+    arrays = []
+    for col, values in zip(REQUEST_COLUMNS, columns, strict=True):
+        if col.name == "ts":
+            micros = pa.array(
+                [None if v is None else int(v * 1_000_000) for v in values], pa.int64()
+            )
+            arrays.append(micros.cast(col.arrow))
+        else:
+            arrays.append(pa.array(values, col.arrow))
+    return pa.Table.from_arrays(arrays, schema=REQUEST_ARROW_SCHEMA)
