@@ -1,0 +1,127 @@
+"""`aiops gateway`: a lean mitmproxy Master with only the addons a gateway needs.
+
+mitmdump dispatches every hook through ~35 built-in addons; we load the proxy server,
+protocol detection, TLS, error check and our own addons, which roughly doubles
+throughput. The gateway never opens DuckDB: it only writes spool segments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from mitmproxy import ctx, options
+from mitmproxy.addons import errorcheck, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
+
+from proxy_addons.capture import Capture
+from proxy_addons.router import Router
+from suite.config import GatewayConfig
+from suite.errors import ConfigError
+from suite.home import Home
+
+log = logging.getLogger("aiops.gateway")
+# The reverse-mode target is never used: the router picks the upstream for every request
+# (and answers itself when no route matches), so this address is never connected to.
+UNUSED_REVERSE_TARGET = "http://127.0.0.1:9"
+
+
+class Banner:
+    """Prints where the gateway listens once the servers are up (tests wait for it)."""
+
+    def __init__(self, home: Home, mode: str, routes: int) -> None:
+        self.home, self.mode, self.routes = home, mode, routes
+
+    def running(self) -> None:
+        ps = ctx.master.addons.get("proxyserver")
+        addrs = ps.listen_addrs() if ps else []
+        where = ", ".join(f"http://{a[0]}:{a[1]}" for a in addrs) or "?"
+        print(
+            f"aiops gateway listening on {where} ({self.mode} mode, {self.routes} routes)",
+            flush=True,
+        )
+        print(f"  home: {self.home.root}", flush=True)
+        ca = self.home.certs_dir / "mitmproxy-ca-cert.pem"
+        if self.mode == "regular":
+            print(f"  CA certificate for HTTPS_PROXY clients: {ca}", flush=True)
+
+
+def build_master(
+    config: GatewayConfig, home: Home, *, listen_host: str, listen_port: int, mode: str
+) -> Master:
+    opts = options.Options()
+    master = Master(opts)
+    router = Router()
+    router.set_config(config)
+    master.addons.add(
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        errorcheck.ErrorCheck(),
+        router,
+        Capture(),
+        Banner(home, mode, len(config.routes)),
+    )
+    settings = config.gateway
+    update: dict[str, object] = dict(
+        listen_host=listen_host,
+        listen_port=listen_port,
+        mode=[f"reverse:{UNUSED_REVERSE_TARGET}" if mode == "reverse" else "regular"],
+        confdir=str(home.certs_dir),
+        connection_strategy="lazy",
+        keep_host_header=True,
+        stream_large_bodies="8m",
+        aiops_home=str(home.root),
+        aiops_flush_interval=float(settings.flush_interval_seconds),
+        aiops_flush_rows=int(settings.flush_rows),
+        aiops_max_backlog=int(settings.max_backlog_rows),
+    )
+    if settings.upstream_ca_file:
+        update["ssl_verify_upstream_trusted_ca"] = settings.upstream_ca_file
+    opts.update(**update)
+    return master
+
+
+def _configure_logging(home: Home) -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(fmt)
+    root.addHandler(stream)
+    try:
+        fileh = logging.FileHandler(home.logs_dir / "gateway.log")
+        fileh.setFormatter(fmt)
+        root.addHandler(fileh)
+    except OSError:
+        pass
+    # Per-connection chatter from mitmproxy is not useful at INFO in a gateway.
+    for name in ("mitmproxy.proxy.server", "mitmproxy.proxy", "hpack", "h2", "passlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_gateway(
+    config: GatewayConfig, home: Home, *, listen_host: str, listen_port: int, mode: str
+) -> int:
+    """Run until SIGINT/SIGTERM; flushes every record before returning. Exit code."""
+    home.ensure()
+    _configure_logging(home)
+    if config.gateway.upstream_ca_file and not Path(config.gateway.upstream_ca_file).is_file():
+        raise ConfigError(f"{config.path}: gateway.upstream_ca_file: not a readable file")
+
+    async def main() -> int:
+        master = build_master(
+            config, home, listen_host=listen_host, listen_port=listen_port, mode=mode
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, master.shutdown)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # ErrorCheck exits non-zero by itself when start-up logged an error (port in use).
+        await master.run()
+        return 0
+
+    return asyncio.run(main())
