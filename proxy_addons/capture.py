@@ -212,7 +212,9 @@ def build_request_record(
         response_bytes = counter_stream.n if streamed else len(resp.raw_content or b"")
         end = resp.timestamp_end or now
     ttfb = (
-        (resp.timestamp_start - start) * 1000 if resp is not None and resp.timestamp_start else None
+        (resp.timestamp_start - start) * 1000.0
+        if resp is not None and resp.timestamp_start
+        else None
     )
 
     if req.raw_content is not None:
@@ -235,7 +237,7 @@ def build_request_record(
         status,
         error,
         detail,
-        (end - start) * 1000,
+        (end - start) * 1000.0,
         ttfb,
         request_bytes,
         response_bytes,
