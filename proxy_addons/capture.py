@@ -190,7 +190,7 @@ def build_request_record(
     start = req.timestamp_start
     raw_path = meta.get("aiops_client_path") or req.path
     path, _, query = raw_path.partition("?")
-    counter_stream = meta.get(META_STREAM_COUNTER)
+    counter_stream: _CountingStream | None = meta.get(META_STREAM_COUNTER)
     streamed = counter_stream is not None
 
     error = meta.get(META_ERROR)
@@ -199,7 +199,7 @@ def build_request_record(
         error, detail = classify_flow_error(flow)
         if meta.get(META_HEADERS_SENT) and resp is not None:
             status = resp.status_code  # headers reached the client before it broke
-            response_bytes = counter_stream.n if streamed else 0
+            response_bytes = counter_stream.n if counter_stream is not None else 0
         elif error == "client_disconnected" or error == "killed":
             status, response_bytes = None, 0
         else:
@@ -209,7 +209,9 @@ def build_request_record(
     else:
         assert resp is not None
         status = resp.status_code
-        response_bytes = counter_stream.n if streamed else len(resp.raw_content or b"")
+        response_bytes = (
+            counter_stream.n if counter_stream is not None else len(resp.raw_content or b"")
+        )
         end = resp.timestamp_end or now
     ttfb = (
         (resp.timestamp_start - start) * 1000.0

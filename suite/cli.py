@@ -134,6 +134,14 @@ def _json_value(value: object) -> object:
     return isoformat() if callable(isoformat) else str(value)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from suite.demo import run_demo
+
+    if args.minutes <= 0:
+        raise ConfigError(f"--minutes: {args.minutes} must be more than 0")
+    return run_demo(resolve_home(args.home), minutes=args.minutes, headless=args.headless)
+
+
 def _setup_logging(home: Home, name: str) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = logging.getLogger()
@@ -204,6 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["table", "csv", "json"], default="table", help="output format"
     )
     p.set_defaults(func=cmd_query)
+    p = sub.add_parser(
+        "demo",
+        parents=[home],
+        help="run the whole loop locally: emulated upstreams, gateway, worker, traffic",
+        description="Start emulated insurance APIs, the gateway and the worker, send realistic "
+        "traffic for --minutes, then print what was recorded. Ctrl-C stops everything cleanly.",
+    )
+    p.add_argument(
+        "--minutes", type=float, default=2.0, help="how long to send traffic (default 2)"
+    )
+    p.add_argument("--headless", action="store_true", help="no dashboard; print a summary (for CI)")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -70,7 +70,7 @@ def install_json_error_pages() -> bool:
 
     original_handle = HttpStream.handle_protocol_error
 
-    def handle_protocol_error(self, event):  # type: ignore[no-untyped-def]
+    def handle_protocol_error(self, event):
         flow = getattr(self, "flow", None)
         if (
             isinstance(event, ResponseProtocolError)
