@@ -75,6 +75,8 @@ def classify_flow_error(flow: http.HTTPFlow) -> tuple[str, str]:
         return "killed", detail
     if "timeout" in lowered or "timed out" in lowered:
         return "upstream_timeout", detail
+    if "certificate" in lowered or "tls" in lowered or "ssl" in lowered:
+        return "upstream_tls_error", detail
     if flow.server_conn.timestamp_tcp_setup is None:
         return "upstream_unreachable", detail
     return "upstream_reset", detail

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 
 from suite.config import GatewayConfig, load_gateway_config
 from suite.errors import AiopsError, ConfigError
@@ -130,6 +131,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def _json_value(value: object) -> object:
+    if isinstance(value, Decimal):  # sum() of integers is HUGEINT/DECIMAL in DuckDB
+        return int(value) if value == value.to_integral_value() else float(value)
     isoformat = getattr(value, "isoformat", None)
     return isoformat() if callable(isoformat) else str(value)
 

@@ -46,6 +46,8 @@ def classify_upstream_failure(flow: http.HTTPFlow, message: str) -> str:
     lowered = message.lower()
     if "timeout" in lowered or "timed out" in lowered:
         return "upstream_timeout"
+    if "certificate" in lowered or "tls" in lowered or "ssl" in lowered:
+        return "upstream_tls_error"
     if flow.server_conn.timestamp_tcp_setup is None:
         return "upstream_unreachable"
     return "upstream_reset"

@@ -161,9 +161,30 @@ class Store:
         with self._schema_lock:
             if self._schema_ready:
                 return []
+            if not self._missing_migrations():
+                self._schema_ready = True
+                return []
             applied = self._migrate(MIGRATIONS)
             self._schema_ready = True
             return applied
+
+    def _missing_migrations(self) -> list[str]:
+        """Names not yet applied, checked under the shared lock so a new reader does not
+        wait behind other readers for the exclusive one."""
+        if not self.path.exists():
+            return [m.name for m in MIGRATIONS]
+        with self._locked(exclusive=False):
+            try:
+                con = duckdb.connect(str(self.path), read_only=True)
+            except duckdb.Error as e:
+                raise _wrap_duckdb_error(e) from None
+            try:
+                done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
+            except duckdb.CatalogException:
+                done = set()
+            finally:
+                con.close()
+        return [m.name for m in MIGRATIONS if m.name not in done]
 
     def _migrate(self, migrations: Sequence[Migration]) -> list[str]:
         with self._write_unlocked_schema() as con:

@@ -81,13 +81,22 @@ class Proc:
                 self.popen.kill()
                 self.popen.wait(5)
         self._reader.join(5)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
         return self.popen.returncode
 
 
 def start_emulator(port: int | None = None) -> tuple[Proc, str]:
     p = Proc([sys.executable, "-m", "suite.emulators.rest_upstream", "--port", str(port or 0)])
-    m = p.wait_for(r"emulator listening on (http://\S+)")
-    return p, m.group(1)
+    return p, _started(p, r"emulator listening on (http://\S+)")
+
+
+def _started(p: Proc, banner: str) -> str:
+    try:
+        return p.wait_for(banner).group(1)
+    except AssertionError:
+        p.stop()
+        raise
 
 
 def start_gateway(
@@ -97,8 +106,7 @@ def start_gateway(
         [AIOPS, "gateway", "--home", str(home), "--config", str(config),
          "--listen-port", str(port if port is not None else 0), *extra]
     )  # fmt: skip
-    m = p.wait_for(r"aiops gateway listening on (http://\S+)")
-    return p, m.group(1)
+    return p, _started(p, r"aiops gateway listening on (http://\S+)")
 
 
 def run_aiops(

@@ -202,4 +202,4 @@ upstreams = ["https://localhost:{trusted.port}"]
     assert len(refused) == 1, rows
     assert refused[0]["status"] == 502
     assert refused[0]["route"] is None  # not a configured upstream
-    assert refused[0]["error"] is not None
+    assert refused[0]["error"] == "upstream_tls_error"

@@ -46,6 +46,15 @@ def test_query_json_is_one_array_of_objects(seeded: Path) -> None:
     data = json.loads(r.stdout)
     assert data[0]["route"] == "claims-api" and data[0]["n"] == 50
     assert "T" in data[0]["first"]  # ISO 8601 timestamps
+    r = run_aiops(
+        "query",
+        "--home",
+        str(seeded),
+        "SELECT sum(status) AS s, avg(status) AS a FROM requests",
+        "--format",
+        "json",
+    )
+    assert json.loads(r.stdout) == [{"s": 10000, "a": 200.0}]  # numbers, not strings
 
 
 def test_query_csv_and_table(seeded: Path) -> None:

@@ -89,3 +89,30 @@ def test_lock_timeout_is_a_clear_error(tmp_path: Path) -> None:
         holder.wait()
         assert holder.stdout is not None
         holder.stdout.close()
+
+
+def test_a_new_process_reader_does_not_queue_behind_a_long_read(tmp_path: Path) -> None:
+    Store(tmp_path).ensure_schema()
+    release = threading.Event()
+    holding = threading.Event()
+
+    def long_read() -> None:
+        with Store(tmp_path).read():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=long_read)
+    holder.start()
+    holding.wait(10)
+    fresh = Store(tmp_path)  # its schema check has not run yet, as in a new process
+    result: list[int] = []
+    reader = threading.Thread(
+        target=lambda: result.append(fresh.query("SELECT 41 + 1 AS x")["x"][0])
+    )
+    reader.start()
+    reader.join(10)
+    finished_while_held = not reader.is_alive()
+    release.set()
+    holder.join()
+    reader.join()
+    assert finished_while_held and result == [42]
