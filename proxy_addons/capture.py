@@ -12,6 +12,8 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from mitmproxy import ctx, http
@@ -24,6 +26,10 @@ from suite.spool import SpoolWriter
 log = logging.getLogger("aiops.capture")
 
 META_STREAM_COUNTER = "aiops_stream_counter"
+META_REQUEST_ID = "aiops_request_id"
+# Callables that other addons (LLM, MCP) leave on a flow; the spool writer's thread calls
+# them and merges the column values they return, so parsing never runs on the proxy loop.
+META_DEFERRED = "aiops_deferred"
 # Other addons (LLM, MCP, keys) put column values here; capture merges them in.
 META_FIELDS = "aiops_fields"
 # Responses without a length, or bigger than this, are streamed to the client (and
@@ -35,6 +41,8 @@ SECRET_QUERY_KEYS = (
 )  # fmt: skip
 REDACTED = "REDACTED"
 N_COLUMNS = len(REQUEST_COLUMNS)
+# Columns after the first 34 are filled by other addons through META_FIELDS.
+_LATER_COLUMNS: tuple[None, ...] = (None,) * (N_COLUMNS - 34)
 
 
 def redact_query(query: str) -> str:
@@ -80,6 +88,41 @@ def classify_flow_error(flow: http.HTTPFlow) -> tuple[str, str]:
     if flow.server_conn.timestamp_tcp_setup is None:
         return "upstream_unreachable", detail
     return "upstream_reset", detail
+
+
+def add_deferred(flow: http.HTTPFlow, fn: Callable[[], dict[str, Any]]) -> None:
+    flow.metadata.setdefault(META_DEFERRED, []).append(fn)
+
+
+class DeferredRow(NamedTuple):
+    row: tuple[object, ...]
+    finishers: list[Callable[[], dict[str, Any]]]
+
+
+def finish_rows(items: list[object]) -> list[tuple[object, ...]]:
+    """Resolve deferred rows (spool writer thread): run each finisher, merge its columns.
+    A finisher that fails leaves its columns NULL; the row itself is never lost."""
+    out: list[tuple[object, ...]] = []
+    for item in items:
+        if not isinstance(item, DeferredRow):
+            out.append(item)  # type: ignore[arg-type]
+            continue
+        values = list(item.row)
+        for fn in item.finishers:
+            try:
+                fields = fn()
+            except Exception as e:
+                log.warning(
+                    "capture: could not parse details of %s: %s: %s",
+                    item.row[0],
+                    type(e).__name__,
+                    e,
+                )
+                continue
+            for name, value in fields.items():
+                values[COLUMN_INDEX[name]] = value
+        out.append(tuple(values))
+    return out
 
 
 class _CountingStream:
@@ -134,6 +177,7 @@ class Capture:
             flush_rows=ctx.options.aiops_flush_rows,
             max_backlog_rows=ctx.options.aiops_max_backlog,
             status_path=home.run_dir / f"gateway-{self.gateway_id}.json",
+            prepare_rows=finish_rows,
         )
         _warm_up_parquet()
         self.writer.start()
@@ -178,7 +222,10 @@ class Capture:
             return
         flow.metadata["aiops_recorded"] = True
         self._counter += 1
-        self.writer.append(build_request_record(flow, failed, self.gateway_id, self._counter))
+        row = build_request_record(flow, failed, self.gateway_id, self._counter)
+        flow.metadata[META_REQUEST_ID] = row[0]
+        deferred = flow.metadata.get(META_DEFERRED)
+        self.writer.append(DeferredRow(row, deferred) if deferred else row)
 
 
 def build_request_record(
@@ -259,7 +306,7 @@ def build_request_record(
         req.headers.get("user-agent"),
         client[0] if client else None,
         gateway_id,
-    )  # fmt: skip
+    ) + _LATER_COLUMNS  # fmt: skip
     extra = meta.get(META_FIELDS)
     if extra:
         values = list(row)

@@ -18,6 +18,7 @@ from suite.gateway_errors import gateway_error_response, install_json_error_page
 log = logging.getLogger("aiops.router")
 
 META_ROUTE = "aiops_route"
+META_ROUTE_CFG = "aiops_route_cfg"  # the Route object, for addons that need its settings
 META_UPSTREAM = "aiops_upstream"
 META_ERROR = "aiops_error"
 # What the client sent, before the route rewrites it (capture records these).
@@ -87,6 +88,7 @@ class Router:
             route = self._by_authority.get((req.scheme, req.host, req.port))
             if route is not None:
                 flow.metadata[META_ROUTE] = route.name
+                flow.metadata[META_ROUTE_CFG] = route
             flow.metadata[META_UPSTREAM] = f"{req.scheme}://{req.host}:{req.port}"
             return
         flow.metadata[META_CLIENT_HOST] = req.host_header
@@ -103,6 +105,7 @@ class Router:
             return
         upstream = self.next_upstream(route)
         flow.metadata[META_ROUTE] = route.name
+        flow.metadata[META_ROUTE_CFG] = route
         flow.metadata[META_UPSTREAM] = upstream.url
         req.scheme = upstream.scheme
         # .data: the public setters also rewrite Host, which we set once below.

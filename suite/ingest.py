@@ -10,10 +10,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
-from suite.schema import REQUEST_COLUMN_NAMES
+from suite.schema import BODY_COLUMN_NAMES, REQUEST_COLUMN_NAMES
 from suite.spool import list_foreign_files, list_ready_segments, quarantine, segment_problem
 from suite.store import Store
 
@@ -38,6 +39,24 @@ class IngestResult:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
+class SegmentKind(NamedTuple):
+    """A kind of spool segment: where it lives under spool/, the table it loads into."""
+
+    subdir: str  # "" for requests, "bodies" for request_bodies
+    table: str
+    columns: tuple[str, ...]
+    required: tuple[str, ...]  # a file without these is not one of ours
+
+    def ledger_name(self, path: Path) -> str:
+        return f"{self.subdir}/{path.name}" if self.subdir else path.name
+
+
+SEGMENT_KINDS = (
+    SegmentKind("", "requests", REQUEST_COLUMN_NAMES, ("id", "ts")),
+    SegmentKind("bodies", "request_bodies", BODY_COLUMN_NAMES, ("request_id", "ts")),
+)
+
+
 def _plan_batches(
     ready: list[tuple[Path, int, list[str]]],
 ) -> list[list[tuple[Path, int, list[str]]]]:
@@ -58,10 +77,10 @@ def _plan_batches(
 
 
 def _load_batch(
-    con: duckdb.DuckDBPyConnection, batch: list[tuple[Path, int, list[str]]]
+    con: duckdb.DuckDBPyConnection, kind: SegmentKind, batch: list[tuple[Path, int, list[str]]]
 ) -> tuple[int, int, list[Path]]:
     """Insert one batch in one transaction. Returns (rows, segments, already-loaded paths)."""
-    names = [p.name for p, _, _ in batch]
+    names = [kind.ledger_name(p) for p, _, _ in batch]
     con.execute("BEGIN TRANSACTION")
     try:
         loaded = {
@@ -71,28 +90,28 @@ def _load_batch(
                 [names],
             ).fetchall()
         }
-        todo = [(p, n, cols) for p, n, cols in batch if p.name not in loaded]
+        todo = [(p, n, cols) for p, n, cols in batch if kind.ledger_name(p) not in loaded]
         rows = 0
         if todo:
             present = set().union(*(set(cols) for _, _, cols in todo))
-            cols = [c for c in REQUEST_COLUMN_NAMES if c in present]
+            cols = [c for c in kind.columns if c in present]
             col_list = ", ".join(cols)
             con.execute(
-                f"INSERT INTO requests ({col_list}) SELECT {col_list} "
+                f"INSERT INTO {kind.table} ({col_list}) SELECT {col_list} "
                 "FROM read_parquet(?::VARCHAR[], union_by_name = true)",
                 [[str(p) for p, _, _ in todo]],
             )
             con.execute(
                 "INSERT INTO ingested_segments SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
                 "now()::TIMESTAMP",
-                [[p.name for p, _, _ in todo], [n for _, n, _ in todo]],
+                [[kind.ledger_name(p) for p, _, _ in todo], [n for _, n, _ in todo]],
             )
             rows = sum(n for _, n, _ in todo)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return rows, len(todo), [p for p, _, _ in batch if p.name in loaded]
+    return rows, len(todo), [p for p, _, _ in batch if kind.ledger_name(p) in loaded]
 
 
 def _remove_loaded(paths: list[Path]) -> None:
@@ -106,19 +125,36 @@ def _remove_loaded(paths: list[Path]) -> None:
 def ingest_spool(
     store: Store, spool_dir: Path | None = None, *, quarantine_dir: Path | None = None
 ) -> IngestResult:
-    """Load every ready segment in the spool into `requests`; returns counts."""
+    """Load every ready segment in the spool (requests, then bodies); returns counts."""
     spool = spool_dir or store.home.spool_dir
     qdir = quarantine_dir or (spool / "quarantine")
     result = IngestResult()
     t0 = time.perf_counter()
+    for kind in SEGMENT_KINDS:
+        _ingest_kind(store, kind, spool / kind.subdir if kind.subdir else spool, qdir, result)
+    result.seconds = time.perf_counter() - t0
+    if result.rows or result.quarantined or result.skipped_already_loaded:
+        log.info(
+            "ingest: %d rows from %d segments in %.2f s (%d already loaded, %d quarantined)",
+            result.rows,
+            result.segments,
+            result.seconds,
+            result.skipped_already_loaded,
+            len(result.quarantined),
+        )
+    return result
 
+
+def _ingest_kind(
+    store: Store, kind: SegmentKind, spool: Path, qdir: Path, result: IngestResult
+) -> None:
     for foreign in list_foreign_files(spool):
         quarantine(foreign, qdir, "not a spool segment (unexpected file name)")
         result.quarantined.append(foreign.name)
 
     ready: list[tuple[Path, int, list[str]]] = []
     for path in list_ready_segments(spool):
-        checked = segment_problem(path)
+        checked = segment_problem(path, kind.required)
         if isinstance(checked, str):
             quarantine(path, qdir, checked)
             result.quarantined.append(path.name)
@@ -129,7 +165,7 @@ def ingest_spool(
     for batch in _plan_batches(ready):
         try:
             with store.write() as con:
-                rows, segs, already = _load_batch(con, batch)
+                rows, segs, already = _load_batch(con, kind, batch)
         except duckdb.Error as e:
             # One bad file fails the whole batch: load one at a time to find it.
             log.warning(
@@ -139,7 +175,7 @@ def ingest_spool(
             for item in batch:
                 try:
                     with store.write() as con:
-                        r, s, a = _load_batch(con, [item])
+                        r, s, a = _load_batch(con, kind, [item])
                 except duckdb.Error as e1:
                     quarantine(item[0], qdir, f"DuckDB could not load it: {e1}")
                     result.quarantined.append(item[0].name)
@@ -153,15 +189,3 @@ def ingest_spool(
         result.rows += rows
         result.segments += segs
         result.skipped_already_loaded += len(already)
-
-    result.seconds = time.perf_counter() - t0
-    if result.rows or result.quarantined or result.skipped_already_loaded:
-        log.info(
-            "ingest: %d rows from %d segments in %.2f s (%d already loaded, %d quarantined)",
-            result.rows,
-            result.segments,
-            result.seconds,
-            result.skipped_already_loaded,
-            len(result.quarantined),
-        )
-    return result

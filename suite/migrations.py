@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from suite.schema import requests_table_ddl
+from suite.schema import (
+    BODY_COLUMNS,
+    REQUEST_COLUMNS,
+    REQUESTS_V1_COLUMNS,
+    add_columns_ddl,
+    requests_table_ddl,
+)
 
 
 class Migration(NamedTuple):
@@ -19,7 +25,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "0001_requests_and_ingest_ledger",
         (
-            requests_table_ddl("requests"),
+            requests_table_ddl("requests", REQUEST_COLUMNS[:REQUESTS_V1_COLUMNS]),
             # The ingest ledger: a segment's name is written in the same transaction as
             # its rows, which is what makes ingest exactly-once.
             """
@@ -29,6 +35,13 @@ MIGRATIONS: tuple[Migration, ...] = (
                 loaded_at TIMESTAMP NOT NULL
             )
             """,
+        ),
+    ),
+    Migration(
+        "0002_llm_mcp_columns_and_request_bodies",
+        (
+            *add_columns_ddl("requests", REQUEST_COLUMNS[REQUESTS_V1_COLUMNS:]),
+            requests_table_ddl("request_bodies", BODY_COLUMNS),
         ),
     ),
 )

@@ -54,7 +54,51 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("user_agent", pa.string(), "VARCHAR", "client User-Agent"),
     Column("client_addr", pa.string(), "VARCHAR", "client IP address"),
     Column("gateway_id", pa.string(), "VARCHAR", "the gateway process that recorded the call"),
+    # -- 0002: LLM and MCP details --------------------------------------------------------
+    Column("llm_api", pa.string(), "VARCHAR", "chat | responses | embeddings | messages"),
+    Column("llm_requested_model", pa.string(), "VARCHAR", "model the client asked for"),
+    Column(
+        "cached_prompt_tokens",
+        pa.int64(),
+        "BIGINT",
+        "prompt tokens served from the provider's cache",
+    ),
+    Column(
+        "cache_creation_tokens",
+        pa.int64(),
+        "BIGINT",
+        "prompt tokens written to the provider's cache",
+    ),
+    Column(
+        "usage_source",
+        pa.string(),
+        "VARCHAR",
+        "provider (reported) | estimated (no usage reported)",
+    ),
+    Column(
+        "llm_unpriced", pa.bool_(), "BOOLEAN", "tokens were used but the price table has no price"
+    ),
+    Column(
+        "llm_finish_reason",
+        pa.string(),
+        "VARCHAR",
+        "why generation stopped (stop, length, end_turn...)",
+    ),
+    Column(
+        "output_tokens_per_s", pa.float64(), "DOUBLE", "completion tokens per second of generation"
+    ),
+    Column("mcp_session_id", pa.string(), "VARCHAR", "MCP session id (Mcp-Session-Id / sessionId)"),
+    Column("mcp_request_id", pa.string(), "VARCHAR", "JSON-RPC id of the (first) request"),
+    Column("mcp_batch_size", pa.int32(), "INTEGER", "JSON-RPC messages in the request body"),
+    Column("jsonrpc_error_code", pa.int32(), "INTEGER", "JSON-RPC error code in the response"),
+    Column(
+        "jsonrpc_error_message", pa.string(), "VARCHAR", "JSON-RPC error message in the response"
+    ),
+    Column("mcp_tool_error", pa.bool_(), "BOOLEAN", "a tools/call result flagged isError"),
+    Column("body_capture", pa.string(), "VARCHAR", "the route's body capture policy for this call"),
 )
+# The columns of the first migration, frozen: later columns come with later migrations.
+REQUESTS_V1_COLUMNS = 34
 
 REQUEST_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in REQUEST_COLUMNS)
 REQUEST_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow) for c in REQUEST_COLUMNS])
@@ -63,16 +107,55 @@ COLUMN_INDEX = {name: i for i, name in enumerate(REQUEST_COLUMN_NAMES)}
 REQUIRED_SEGMENT_COLUMNS = ("id", "ts")
 
 
-def requests_table_ddl(table: str = "requests") -> str:
-    cols = ",\n    ".join(f"{c.name} {c.sql}" for c in REQUEST_COLUMNS)
+def requests_table_ddl(
+    table: str = "requests", columns: tuple[Column, ...] = REQUEST_COLUMNS
+) -> str:
+    cols = ",\n    ".join(f"{c.name} {c.sql}" for c in columns)
     return f"CREATE TABLE IF NOT EXISTS {table} (\n    {cols}\n)"
+
+
+def add_columns_ddl(table: str, columns: tuple[Column, ...]) -> tuple[str, ...]:
+    return tuple(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {c.name} {c.sql}" for c in columns)
+
+
+# Captured bodies, one row per call whose route captures them (redacted unless 'full').
+BODY_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", pa.string(), "VARCHAR", "requests.id"),
+    Column("ts", pa.timestamp("us"), "TIMESTAMP", "requests.ts"),
+    Column("route", pa.string(), "VARCHAR", "route name"),
+    Column("policy", pa.string(), "VARCHAR", "metadata | redacted | full"),
+    Column("request_headers", pa.string(), "VARCHAR", "JSON object; secrets replaced"),
+    Column("response_headers", pa.string(), "VARCHAR", "JSON object; secrets replaced"),
+    Column("request_content_type", pa.string(), "VARCHAR", "Content-Type of the request"),
+    Column("response_content_type", pa.string(), "VARCHAR", "Content-Type of the response"),
+    Column("request_body", pa.string(), "VARCHAR", "body text (redacted unless policy is full)"),
+    Column("response_body", pa.string(), "VARCHAR", "body text (redacted unless policy is full)"),
+    Column("request_body_bytes", pa.int64(), "BIGINT", "size of the whole request body"),
+    Column("response_body_bytes", pa.int64(), "BIGINT", "size of the whole response body"),
+    Column("request_truncated", pa.bool_(), "BOOLEAN", "request body cut at max_body_bytes"),
+    Column("response_truncated", pa.bool_(), "BOOLEAN", "response body cut at max_body_bytes"),
+    Column("redactions", pa.string(), "VARCHAR", "JSON: replacements per pattern"),
+    Column("gateway_id", pa.string(), "VARCHAR", "gateway that captured it"),
+)
+BODY_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow) for c in BODY_COLUMNS])
+BODY_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in BODY_COLUMNS)
 
 
 def records_to_arrow(rows: list[tuple[object, ...]]) -> pa.Table:
     """Turn capture tuples (ts as epoch seconds) into an Arrow table of the spool schema."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in REQUEST_COLUMNS]
+    return _tuples_to_arrow(rows, REQUEST_COLUMNS, REQUEST_ARROW_SCHEMA)
+
+
+def bodies_to_arrow(rows: list[tuple[object, ...]]) -> pa.Table:
+    return _tuples_to_arrow(rows, BODY_COLUMNS, BODY_ARROW_SCHEMA)
+
+
+def _tuples_to_arrow(
+    rows: list[tuple[object, ...]], schema_cols: tuple[Column, ...], schema: pa.Schema
+) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema_cols]
     arrays = []
-    for col, values in zip(REQUEST_COLUMNS, columns, strict=True):
+    for col, values in zip(schema_cols, columns, strict=True):
         if col.name == "ts":
             micros = pa.array(
                 [None if v is None else int(v * 1_000_000) for v in values], pa.int64()
@@ -80,4 +163,4 @@ def records_to_arrow(rows: list[tuple[object, ...]]) -> pa.Table:
             arrays.append(micros.cast(col.arrow))
         else:
             arrays.append(pa.array(values, col.arrow))
-    return pa.Table.from_arrays(arrays, schema=REQUEST_ARROW_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 from suite.schema import REQUIRED_SEGMENT_COLUMNS, records_to_arrow
 
+Rows = list[tuple[object, ...]]
+
 log = logging.getLogger("aiops.spool")
 
 SEGMENT_SUFFIX = ".parquet"
@@ -35,9 +37,14 @@ def spool_segment_name(gateway_id: str, seq: int, now: float | None = None) -> s
     return f"{stamp}-{gateway_id}-{seq:08d}{SEGMENT_SUFFIX}"
 
 
-def write_segment_atomically(spool_dir: Path, name: str, rows: list[tuple[object, ...]]) -> Path:
+def write_segment_atomically(
+    spool_dir: Path,
+    name: str,
+    rows: Rows,
+    to_arrow: Callable[[Rows], object] = records_to_arrow,
+) -> Path:
     """Write rows as a Parquet segment: to a hidden temporary name, fsync, then rename."""
-    table = records_to_arrow(rows)
+    table = to_arrow(rows)
     final = spool_dir / name
     tmp = spool_dir / f".{name}.tmp"
     with open(tmp, "wb") as fh:
@@ -84,14 +91,16 @@ def list_foreign_files(spool_dir: Path, min_age_seconds: float = 60.0) -> list[P
     return out
 
 
-def segment_problem(path: Path) -> tuple[int, list[str]] | str:
+def segment_problem(
+    path: Path, required: tuple[str, ...] = REQUIRED_SEGMENT_COLUMNS
+) -> tuple[int, list[str]] | str:
     """(row count, column names) of a readable segment, or why it is not a segment of ours."""
     try:
         meta = pq.read_metadata(path)
         names = list(meta.schema.to_arrow_schema().names)
     except Exception as e:  # pyarrow raises several types for garbage
         return f"not a readable Parquet file ({type(e).__name__}: {e})"
-    missing = [c for c in REQUIRED_SEGMENT_COLUMNS if c not in names]
+    missing = [c for c in required if c not in names]
     if missing:
         return f"missing required columns {missing} (not a gateway segment)"
     return meta.num_rows, names
@@ -135,9 +144,8 @@ class SpoolWriter:
         flush_rows: int = 5000,
         max_backlog_rows: int = 1_000_000,
         status_path: Path | None = None,
-        write_segment: Callable[[Path, str, list[tuple[object, ...]]], Path] = (
-            write_segment_atomically
-        ),
+        write_segment: Callable[[Path, str, Rows], Path] = write_segment_atomically,
+        prepare_rows: Callable[[list[object]], Rows] | None = None,
     ) -> None:
         self.spool_dir = spool_dir
         self.gateway_id = gateway_id
@@ -146,8 +154,11 @@ class SpoolWriter:
         self.max_backlog_rows = max_backlog_rows
         self.status_path = status_path
         self._write_segment = write_segment
-        self._rows: deque[tuple[object, ...]] = deque()
-        self._backlog: list[list[tuple[object, ...]]] = []
+        # Turns what hooks appended into final rows, in this thread, off the proxy's loop
+        # (LLM usage parsing, redaction).
+        self._prepare_rows = prepare_rows
+        self._rows: deque[object] = deque()
+        self._backlog: list[Rows] = []
         self._seq = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -156,7 +167,7 @@ class SpoolWriter:
         self.counters = SpoolCounters()
 
     # -- hot path -------------------------------------------------------------------
-    def append(self, row: tuple[object, ...]) -> None:
+    def append(self, row: object) -> None:
         self._rows.append(row)
         self.counters.received += 1
         if len(self._rows) >= self.flush_rows:
@@ -202,9 +213,10 @@ class SpoolWriter:
             # popleft is atomic, so a hook appending meanwhile can never lose a row
             # (swapping lists could: a hook may hold the old list across the swap).
             pending = self._rows
-            rows = [pending.popleft() for _ in range(len(pending))]
-            if rows:
-                self._backlog.append(rows)
+            items = [pending.popleft() for _ in range(len(pending))]
+            if items:
+                rows = self._prepare_rows(items) if self._prepare_rows else items
+                self._backlog.append(rows)  # type: ignore[arg-type]
             written = 0
             while self._backlog:
                 batch = self._backlog[0]

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+
+from suite.mcp_parse import distinct_joined, parse_mcp_request, parse_mcp_response
+
+
+def test_single_tool_call() -> None:
+    r = parse_mcp_request(
+        json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": 7,
+                "method": "tools/call",
+                "params": {"name": "get_policy", "arguments": {}},
+            }
+        ).encode()
+    )
+    assert (r.methods, r.tools, r.ids, r.batch_size) == (["tools/call"], ["get_policy"], ["7"], 1)
+
+
+def test_batch_and_notifications() -> None:
+    body = json.dumps([
+        {"jsonrpc": "2.0", "id": "a", "method": "tools/call", "params": {"name": "x"}},
+        {"jsonrpc": "2.0", "id": "b", "method": "tools/call", "params": {"name": "y"}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]).encode()  # fmt: skip
+    r = parse_mcp_request(body)
+    assert r.batch_size == 3 and r.ids == ["a", "b"]
+    assert distinct_joined(r.methods) == "tools/call,notifications/initialized"
+    assert distinct_joined(r.tools) == "x,y"
+
+
+def test_errors_in_json_and_event_stream_responses() -> None:
+    err = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "Method not found"}}
+    r = parse_mcp_response(json.dumps(err).encode(), event_stream=False)
+    assert (r.error_code, r.error_message, r.tool_error) == (-32601, "Method not found", False)
+    tool_err = {"jsonrpc": "2.0", "id": 2, "result": {"content": [], "isError": True}}
+    s = parse_mcp_response(
+        b"event: message\ndata: " + json.dumps(tool_err).encode() + b"\n\n", event_stream=True
+    )
+    assert s.tool_error and s.error_code is None
+
+
+def test_garbage_is_harmless() -> None:
+    for body in (b"", b"nope", b"\xff\x00", b"[1, 2]", b'{"method": 5}'):
+        assert parse_mcp_request(body).methods == []
+        assert parse_mcp_response(body, event_stream=True).error_code is None
