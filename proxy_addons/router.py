@@ -89,6 +89,10 @@ class Router:
             if route is not None:
                 flow.metadata[META_ROUTE] = route.name
                 flow.metadata[META_ROUTE_CFG] = route
+                if route.capture_bodies != "none":
+                    flow.metadata.setdefault("aiops_fields", {})["body_capture"] = (
+                        route.capture_bodies
+                    )
             flow.metadata[META_UPSTREAM] = f"{req.scheme}://{req.host}:{req.port}"
             return
         flow.metadata[META_CLIENT_HOST] = req.host_header
@@ -107,6 +111,8 @@ class Router:
         flow.metadata[META_ROUTE] = route.name
         flow.metadata[META_ROUTE_CFG] = route
         flow.metadata[META_UPSTREAM] = upstream.url
+        if route.capture_bodies != "none":
+            flow.metadata.setdefault("aiops_fields", {})["body_capture"] = route.capture_bodies
         req.scheme = upstream.scheme
         # .data: the public setters also rewrite Host, which we set once below.
         req.data.host = upstream.host

@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 from suite.errors import ConfigError
 
 ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ROUTE_KEYS = {"name", "prefix", "upstreams", "strip_prefix"}
+ROUTE_KEYS = {
+    "name", "prefix", "upstreams", "strip_prefix",
+    "llm_provider", "llm_api", "mcp", "capture_bodies",
+}  # fmt: skip
+CAPTURE_POLICIES = ("none", "metadata", "redacted", "full")
+LLM_APIS = ("openai", "anthropic")
+CAPTURE_KEYS = {"max_body_bytes"}
+REDACTION_KEYS = {"patterns"}
 GATEWAY_KEYS = {
     "listen_host",
     "listen_port",
@@ -27,7 +34,7 @@ GATEWAY_KEYS = {
     "max_backlog_rows",
 }
 WORKER_KEYS = {"ingest_interval_seconds"}
-TOP_LEVEL_KEYS = {"routes", "gateway", "worker"}
+TOP_LEVEL_KEYS = {"routes", "gateway", "worker", "capture", "redaction"}
 MODES = ("reverse", "regular")
 
 
@@ -45,6 +52,16 @@ class Route:
     prefix: str
     upstreams: tuple[Upstream, ...]
     strip_prefix: bool = False
+    llm_provider: str | None = None  # names the provider in rows; None: guessed per call
+    llm_api: str | None = None  # 'openai' | 'anthropic' wire format; None: from provider
+    mcp: bool = False  # parse JSON-RPC (MCP) on every call of this route
+    capture_bodies: str = "none"
+
+    @property
+    def llm_api_family(self) -> str:
+        if self.llm_api:
+            return self.llm_api
+        return "anthropic" if self.llm_provider == "anthropic" else "openai"
 
     def matches(self, path: str) -> bool:
         """Prefix match on a path-segment boundary: /claims matches /claims/1, not /claimsX."""
@@ -73,11 +90,19 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class CaptureSettings:
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     path: str
     routes: tuple[Route, ...] = ()
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+    # Raw [[redaction.patterns]] tables; compiled by suite.redact (validated at load).
+    redaction_patterns: tuple[dict[str, Any], ...] = ()
 
     def routes_by_specificity(self) -> tuple[Route, ...]:
         """Longest prefix first, so /claims/v2 wins over /claims."""
@@ -197,10 +222,41 @@ def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
     if not isinstance(strip, bool):
         problems.add(f"{where}.strip_prefix", f"{strip!r} must be true or false")
         ok = False
+    provider = raw.get("llm_provider")
+    if provider is not None and (
+        not isinstance(provider, str) or not ROUTE_NAME_RE.match(provider)
+    ):
+        problems.add(
+            f"{where}.llm_provider", f"{provider!r} is not a provider name (e.g. 'openai', 'vllm')"
+        )
+        ok = False
+    api = raw.get("llm_api")
+    if api is not None and api not in LLM_APIS:
+        problems.add(f"{where}.llm_api", f"{api!r} is not one of {', '.join(LLM_APIS)}")
+        ok = False
+    mcp = raw.get("mcp", False)
+    if not isinstance(mcp, bool):
+        problems.add(f"{where}.mcp", f"{mcp!r} must be true or false")
+        ok = False
+    capture = raw.get("capture_bodies", "none")
+    if capture not in CAPTURE_POLICIES:
+        problems.add(
+            f"{where}.capture_bodies", f"{capture!r} is not one of {', '.join(CAPTURE_POLICIES)}"
+        )
+        ok = False
     if not ok:
         return None
     assert isinstance(name, str) and isinstance(prefix, str)
-    return Route(name=name, prefix=prefix, upstreams=tuple(upstreams), strip_prefix=strip)
+    return Route(
+        name=name,
+        prefix=prefix,
+        upstreams=tuple(upstreams),
+        strip_prefix=strip,
+        llm_provider=provider,
+        llm_api=api,
+        mcp=mcp,
+        capture_bodies=capture,
+    )
 
 
 def _parse_gateway(problems: _Problems, raw: object) -> GatewaySettings:
@@ -297,8 +353,57 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
         seen_prefixes.setdefault(route.prefix, i)
     gateway = _parse_gateway(problems, data.get("gateway"))
     worker = _parse_worker(problems, data.get("worker"))
+    capture = _parse_capture(problems, data.get("capture"))
+    patterns = _parse_redaction(problems, data.get("redaction"), path)
     problems.raise_if_any()
-    return GatewayConfig(path=path, routes=tuple(routes), gateway=gateway, worker=worker)
+    return GatewayConfig(
+        path=path,
+        routes=tuple(routes),
+        gateway=gateway,
+        worker=worker,
+        capture=capture,
+        redaction_patterns=patterns,
+    )
+
+
+def _parse_capture(problems: _Problems, raw: object) -> CaptureSettings:
+    if raw is None:
+        return CaptureSettings()
+    if not isinstance(raw, dict):
+        problems.add("capture", "must be a table ([capture])")
+        return CaptureSettings()
+    _check_keys(problems, "capture.", raw, CAPTURE_KEYS)
+    if "max_body_bytes" in raw:
+        v = _number(
+            problems, "capture.max_body_bytes", raw["max_body_bytes"], minimum=0, integer=True
+        )
+        if v is not None:
+            return CaptureSettings(max_body_bytes=int(v))
+    return CaptureSettings()
+
+
+def _parse_redaction(problems: _Problems, raw: object, path: str) -> tuple[dict[str, Any], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        problems.add("redaction", "must be a table ([redaction] or [[redaction.patterns]])")
+        return ()
+    _check_keys(problems, "redaction.", raw, REDACTION_KEYS)
+    specs = raw.get("patterns", [])
+    if not isinstance(specs, list) or not all(isinstance(x, dict) for x in specs):
+        problems.add(
+            "redaction.patterns",
+            "must be an array of tables ([[redaction.patterns]] with name, regex)",
+        )
+        return ()
+    from suite.redact import compile_custom_patterns
+
+    try:
+        compile_custom_patterns(specs, f"{path}: redaction.patterns")
+    except ConfigError as e:
+        problems.items.append(str(e))
+        return ()
+    return tuple(specs)
 
 
 def load_gateway_config(path: str | Path, *, missing_ok: bool = False) -> GatewayConfig:

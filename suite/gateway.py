@@ -17,7 +17,10 @@ from mitmproxy import ctx, options
 from mitmproxy.addons import errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
+from proxy_addons.bodies import BodyCapture
 from proxy_addons.capture import Capture
+from proxy_addons.llm import LlmUsage
+from proxy_addons.mcp import McpCapture
 from proxy_addons.router import Router
 from suite.config import GatewayConfig
 from suite.errors import ConfigError
@@ -61,8 +64,13 @@ def build_master(
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
         errorcheck.ErrorCheck(),
+        # Order matters: LLM and MCP set their stream tee before capture wraps it and
+        # leave their parsers before capture records; bodies need capture's request id.
         router,
+        LlmUsage(),
+        McpCapture(),
         Capture(),
+        BodyCapture(),
         Banner(home, mode, len(config.routes)),
     )
     settings = config.gateway
