@@ -147,3 +147,44 @@ def test_reverse_mode_needs_a_route(tmp_path: Path) -> None:
     r = run_aiops("gateway", "--home", str(tmp_path / "h"), "--config", str(f), timeout=60)
     assert r.returncode == 2
     assert "reverse mode needs at least one [[routes]]" in r.stderr
+
+
+def test_llm_mcp_and_capture_keys(tmp_path: Path) -> None:
+    f = tmp_path / "g.toml"
+    f.write_text(
+        '[[routes]]\nname = "claude"\nprefix = "/anthropic"\nupstreams = ["http://x:1"]\nllm_provider = "anthropic"\n'
+        '[[routes]]\nname = "local"\nprefix = "/vllm"\nupstreams = ["http://x:2"]\nllm_provider = "vllm"\ncapture_bodies = "redacted"\n'
+        '[[routes]]\nname = "tools"\nprefix = "/tools"\nupstreams = ["http://x:3"]\nmcp = true\n'
+        "[capture]\nmax_body_bytes = 1000\n"
+        '[[redaction.patterns]]\nname = "policy_number"\nregex = "POL-\\\\d{6}"\n'
+    )
+    cfg = load_gateway_config(f)
+    claude, local, tools = cfg.routes
+    assert (claude.llm_api_family, local.llm_api_family) == ("anthropic", "openai")
+    assert local.capture_bodies == "redacted" and tools.mcp and not claude.mcp
+    assert cfg.capture.max_body_bytes == 1000
+    assert cfg.redaction_patterns[0]["name"] == "policy_number"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('llm_api = "gemini"', "routes[0].llm_api: 'gemini' is not one of openai, anthropic"),
+        ('llm_provider = "open ai"', "routes[0].llm_provider: 'open ai' is not a provider name"),
+        ('mcp = "yes"', "routes[0].mcp: 'yes' must be true or false"),
+        (
+            'capture_bodies = "all"',
+            "routes[0].capture_bodies: 'all' is not one of none, metadata, redacted, full",
+        ),
+        ("[capture]\nmax_body_bytes = -1", "capture.max_body_bytes: -1 is out of range"),
+        ('[[redaction.patterns]]\nname = "x"\nregex = "("', "redaction.patterns[0].regex"),
+        ('[[redaction.patterns]]\nregex = "a"', "redaction.patterns[0].name"),
+    ],
+)
+def test_llm_mcp_and_capture_mistakes(tmp_path: Path, extra: str, expected: str) -> None:
+    f = tmp_path / "g.toml"
+    f.write_text(f'[[routes]]\nname = "a"\nprefix = "/a"\nupstreams = ["http://x:1"]\n{extra}\n')
+    with pytest.raises(ConfigError) as e:
+        load_gateway_config(f)
+    assert expected in str(e.value)
+    assert str(f) in str(e.value)
