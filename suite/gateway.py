@@ -111,6 +111,23 @@ def _configure_logging(home: Home) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+async def _end_idle_connections(loop: asyncio.AbstractEventLoop) -> None:
+    """After the master stopped (every record flushed), end the handlers of client
+    connections still open (keep-alive) quietly: asyncio would otherwise log each
+    cancelled handler as an error with a traceback at exit."""
+
+    def quiet(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet)
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
 def run_gateway(
     config: GatewayConfig, home: Home, *, listen_host: str, listen_port: int, mode: str
 ) -> int:
@@ -130,6 +147,7 @@ def run_gateway(
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         # ErrorCheck exits non-zero by itself when start-up logged an error (port in use).
         await master.run()
+        await _end_idle_connections(loop)
         return 0
 
     return asyncio.run(main())
