@@ -41,11 +41,26 @@ def mcp_session_id(flow: http.HTTPFlow) -> str | None:
 
 
 def mcp_fields(
-    request_body: bytes | None, response_body: bytes | None, event_stream: bool, session: str | None
+    request_body: bytes | None,
+    response_body: bytes | None,
+    event_stream: bool,
+    session: str | None,
+    *,
+    client_left: bool = False,
+    method: str = "POST",
 ) -> dict[str, Any]:
     req = parse_mcp_request(request_body)
     resp = parse_mcp_response(response_body, event_stream=event_stream)
-    return {
+    fields: dict[str, Any] = {}
+    # MCP clients close a POST's event stream once its response has arrived, and close
+    # their GET notification streams when done: that is the exchange ending, not a failure.
+    if (
+        client_left
+        and event_stream
+        and (method == "GET" or (req.ids and set(req.ids) <= resp.answered_ids))
+    ):
+        fields = {"error": None, "error_detail": None}
+    return fields | {
         "kind": "mcp",
         "mcp_method": distinct_joined(req.methods),
         "mcp_tool": distinct_joined(req.tools),
@@ -82,10 +97,19 @@ class McpCapture:
         request_body = flow.request.raw_content
         event_stream = tee is not None or is_event_stream(flow)
         session = mcp_session_id(flow)
+        client_left = flow.error is not None and "client disconnected" in flow.error.msg.lower()
+        method = flow.request.method
 
         def finish() -> dict[str, Any]:
             response_body = tee.copy() if tee is not None else body
-            return mcp_fields(request_body, response_body, event_stream, session)
+            return mcp_fields(
+                request_body,
+                response_body,
+                event_stream,
+                session,
+                client_left=client_left,
+                method=method,
+            )
 
         add_deferred(flow, finish)
 

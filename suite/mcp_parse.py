@@ -26,6 +26,7 @@ class McpResponse:
     error_code: int | None = None
     error_message: str | None = None
     tool_error: bool = False
+    answered_ids: set[str] = field(default_factory=set)  # ids of responses seen
 
 
 def _loads(data: bytes | str | None) -> Any:
@@ -55,7 +56,11 @@ def parse_mcp_request(body: bytes | None) -> McpRequest:
         if isinstance(method, str):
             req.methods.append(method)
             if method == "tools/call":
-                name = (m.get("params") or {}).get("name") if isinstance(m.get("params"), dict) else None
+                name = (
+                    (m.get("params") or {}).get("name")
+                    if isinstance(m.get("params"), dict)
+                    else None
+                )
                 if isinstance(name, str):
                     req.tools.append(name)
         if "id" in m and m["id"] is not None and not isinstance(m["id"], dict | list):
@@ -77,12 +82,16 @@ def parse_mcp_response(body: bytes | None, *, event_stream: bool) -> McpResponse
             err = m.get("error")
             if isinstance(err, dict) and out.error_code is None:
                 code = err.get("code")
-                out.error_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+                out.error_code = (
+                    code if isinstance(code, int) and not isinstance(code, bool) else None
+                )
                 msg = err.get("message")
                 out.error_message = msg[:500] if isinstance(msg, str) else None
             result = m.get("result")
             if isinstance(result, dict) and result.get("isError") is True:
                 out.tool_error = True
+            if ("result" in m or "error" in m) and m.get("id") is not None:
+                out.answered_ids.add(str(m["id"]))
     return out
 
 

@@ -1,1 +1,3 @@
-"""Emulated upstreams (insurance REST APIs; LLM and MCP servers later) for tests and the demo."""
+"""Emulated upstreams for tests, benchmarks and the demo: insurance REST APIs, an OpenAI- and
+Anthropic-compatible LLM server, and an MCP server. Loopback use only; never real services.
+"""

@@ -46,3 +46,8 @@ def test_garbage_is_harmless() -> None:
     for body in (b"", b"nope", b"\xff\x00", b"[1, 2]", b'{"method": 5}'):
         assert parse_mcp_request(body).methods == []
         assert parse_mcp_response(body, event_stream=True).error_code is None
+
+
+def test_answered_ids_tell_a_complete_exchange() -> None:
+    body = b'event: message\ndata: {"jsonrpc": "2.0", "id": 4, "result": {}}\n\n'
+    assert parse_mcp_response(body, event_stream=True).answered_ids == {"4"}
