@@ -94,7 +94,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def _summary(result: object) -> str:
     from suite.ingest import IngestResult
+    from suite.rollup import RollupResult
 
+    if isinstance(result, RollupResult):
+        return f"{result.minutes} minutes recomputed ({result.rows} rows) in {result.seconds:.2f} s"
     if isinstance(result, IngestResult):
         q = f", {len(result.quarantined)} quarantined" if result.quarantined else ""
         return (
@@ -196,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "worker",
         parents=[home],
-        help="run the scheduled jobs (ingest, ...)",
+        help="run the scheduled jobs (ingest, rollup)",
         description="Run the scheduled jobs until stopped, or each job once with --once.",
     )
     _config_arg(p)
@@ -208,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[home],
         help="run read-only SQL against the store",
         description="Run read-only SQL against <home>/suite.duckdb. Tables: requests, "
-        "ingested_segments, schema_migrations.",
+        "request_bodies, metrics_1m, ingested_segments, schema_migrations.",
     )
     p.add_argument("sql", help='SQL, e.g. "SELECT route, count(*) FROM requests GROUP BY 1"')
     p.add_argument(

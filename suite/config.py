@@ -33,7 +33,7 @@ GATEWAY_KEYS = {
     "flush_rows",
     "max_backlog_rows",
 }
-WORKER_KEYS = {"ingest_interval_seconds"}
+WORKER_KEYS = {"ingest_interval_seconds", "rollup_interval_seconds"}
 TOP_LEVEL_KEYS = {"routes", "gateway", "worker", "capture", "redaction"}
 MODES = ("reverse", "regular")
 
@@ -87,6 +87,7 @@ class GatewaySettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     ingest_interval_seconds: float = 2.0
+    rollup_interval_seconds: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -314,12 +315,11 @@ def _parse_worker(problems: _Problems, raw: object) -> WorkerSettings:
         return WorkerSettings()
     _check_keys(problems, "worker.", raw, WORKER_KEYS)
     values: dict[str, Any] = {}
-    if "ingest_interval_seconds" in raw:
-        v = _number(
-            problems, "worker.ingest_interval_seconds", raw["ingest_interval_seconds"], minimum=0.1
-        )
-        if v is not None:
-            values["ingest_interval_seconds"] = float(v)
+    for key in ("ingest_interval_seconds", "rollup_interval_seconds"):
+        if key in raw:
+            v = _number(problems, f"worker.{key}", raw[key], minimum=0.1)
+            if v is not None:
+                values[key] = float(v)
     return WorkerSettings(**values)
 
 

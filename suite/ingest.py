@@ -101,6 +101,14 @@ def _load_batch(
                 "FROM read_parquet(?::VARCHAR[], union_by_name = true)",
                 [[str(p) for p, _, _ in todo]],
             )
+            if kind.table == "requests":
+                # The minutes these rows fall in must be rolled up (again): late rows too.
+                con.execute(
+                    "INSERT INTO rollup_dirty_minutes SELECT DISTINCT date_trunc('minute', ts) "
+                    "FROM read_parquet(?::VARCHAR[], union_by_name = true) WHERE ts IS NOT NULL "
+                    "ON CONFLICT DO NOTHING",
+                    [[str(p) for p, _, _ in todo]],
+                )
             con.execute(
                 "INSERT INTO ingested_segments SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), "
                 "now()::TIMESTAMP",

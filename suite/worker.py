@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from suite.config import GatewayConfig
 from suite.ingest import ingest_spool
+from suite.rollup import rollup_dirty_minutes
 from suite.store import Store
 
 log = logging.getLogger("aiops.worker")
@@ -31,12 +32,23 @@ def ingest_job(store: Store, config: GatewayConfig) -> Any:
     return ingest_spool(store)
 
 
+def rollup_job(store: Store, config: GatewayConfig) -> Any:
+    return rollup_dirty_minutes(store)
+
+
+# In dependency order: --once runs them in this order.
 JOBS: tuple[Job, ...] = (
     Job(
         "ingest",
         ingest_job,
         lambda c: c.worker.ingest_interval_seconds,
         "spool segments -> requests, exactly once",
+    ),
+    Job(
+        "rollup",
+        rollup_job,
+        lambda c: c.worker.rollup_interval_seconds,
+        "requests -> metrics_1m for the minutes ingest touched",
     ),
 )
 
