@@ -63,6 +63,14 @@ def is_event_stream(flow: http.HTTPFlow) -> bool:
     return resp is not None and resp.headers.get("content-type", "").startswith("text/event-stream")
 
 
+def tee_event_stream(flow: http.HTTPFlow) -> None:
+    """Stream an SSE response to the client as it arrives, keeping a bounded copy."""
+    if is_event_stream(flow) and flow.response is not None and not flow.response.stream:
+        tee = StreamTee()
+        flow.response.stream = tee
+        flow.metadata[META_TEE] = tee
+
+
 def llm_fields(
     prices: PriceTable,
     provider: str,
@@ -137,10 +145,7 @@ class LlmUsage:
         if info is None:
             return
         flow.metadata[META_LLM] = info
-        if is_event_stream(flow) and flow.response is not None and not flow.response.stream:
-            tee = StreamTee()
-            flow.response.stream = tee
-            flow.metadata[META_TEE] = tee
+        tee_event_stream(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._defer(flow)

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from mitmproxy import http
 
 from proxy_addons.capture import add_deferred
-from proxy_addons.llm import META_TEE, is_event_stream
+from proxy_addons.llm import META_TEE, is_event_stream, tee_event_stream
 from suite.mcp_parse import distinct_joined, parse_mcp_request, parse_mcp_response
 from suite.sse import StreamTee
 
@@ -78,10 +78,7 @@ class McpCapture:
         if not is_mcp_call(flow):
             return
         flow.metadata[META_MCP] = True
-        if is_event_stream(flow) and flow.response is not None and not flow.response.stream:
-            tee = StreamTee()
-            flow.response.stream = tee
-            flow.metadata[META_TEE] = tee
+        tee_event_stream(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._defer(flow)

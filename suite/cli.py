@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
@@ -15,6 +14,7 @@ from decimal import Decimal
 from suite.config import GatewayConfig, load_gateway_config
 from suite.errors import AiopsError, ConfigError
 from suite.home import Home, resolve_home
+from suite.logs import setup_logging
 
 EXAMPLE_CONFIG = """\
 [[routes]]
@@ -79,7 +79,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from suite.worker import JOBS, run_jobs_once, run_scheduler
 
     home = resolve_home(args.home).ensure()
-    _setup_logging(home, "worker")
+    setup_logging(home, "worker", quiet=("apscheduler",))
     config = _load_config(args, home, required=False)
     store = Store(home)
     if args.once:
@@ -146,22 +146,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         raise ConfigError(f"--minutes: {args.minutes} must be more than 0")
     return run_demo(resolve_home(args.home), minutes=args.minutes, headless=args.headless)
-
-
-def _setup_logging(home: Home, name: str) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(fmt)
-    root.addHandler(h)
-    try:
-        fh = logging.FileHandler(home.logs_dir / f"{name}.log")
-        fh.setFormatter(fmt)
-        root.addHandler(fh)
-    except OSError:
-        pass
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from pathlib import Path
 
 from mitmproxy import ctx, options
@@ -25,6 +24,7 @@ from proxy_addons.router import Router
 from suite.config import GatewayConfig
 from suite.errors import ConfigError
 from suite.home import Home
+from suite.logs import setup_logging
 
 log = logging.getLogger("aiops.gateway")
 # The reverse-mode target is never used: the router picks the upstream for every request
@@ -93,24 +93,6 @@ def build_master(
     return master
 
 
-def _configure_logging(home: Home) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    stream = logging.StreamHandler(sys.stderr)
-    stream.setFormatter(fmt)
-    root.addHandler(stream)
-    try:
-        fileh = logging.FileHandler(home.logs_dir / "gateway.log")
-        fileh.setFormatter(fmt)
-        root.addHandler(fileh)
-    except OSError:
-        pass
-    # Per-connection chatter from mitmproxy is not useful at INFO in a gateway.
-    for name in ("mitmproxy.proxy.server", "mitmproxy.proxy", "hpack", "h2", "passlib"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 async def _end_idle_connections(loop: asyncio.AbstractEventLoop) -> None:
     """After the master stopped (every record flushed), end the handlers of client
     connections still open (keep-alive) quietly: asyncio would otherwise log each
@@ -133,7 +115,12 @@ def run_gateway(
 ) -> int:
     """Run until SIGINT/SIGTERM; flushes every record before returning. Exit code."""
     home.ensure()
-    _configure_logging(home)
+    # Per-connection chatter from mitmproxy is not useful at INFO in a gateway.
+    setup_logging(
+        home,
+        "gateway",
+        quiet=("mitmproxy.proxy.server", "mitmproxy.proxy", "hpack", "h2", "passlib"),
+    )
     if config.gateway.upstream_ca_file and not Path(config.gateway.upstream_ca_file).is_file():
         raise ConfigError(f"{config.path}: gateway.upstream_ca_file: not a readable file")
 

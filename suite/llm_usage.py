@@ -5,12 +5,11 @@ streamed. Pure and total: garbage in gives empty fields out, never an exception.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from suite.sse import iter_sse_events
+from suite.sse import iter_sse_events, json_or_none
 
 MAX_PARSE_BYTES = 16 * 1024 * 1024
 # OpenAI's rule of thumb (about four characters of English per token); used only when the
@@ -62,15 +61,6 @@ def estimate_tokens(chars: int) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN) if chars > 0 else 0
 
 
-def _loads(data: bytes | str | None) -> Any:
-    if not data or len(data) > MAX_PARSE_BYTES:
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def _text_chars(content: Any) -> int:
     """Characters of text in a message content (a string, or a list of parts/blocks)."""
     if isinstance(content, str):
@@ -105,7 +95,7 @@ def _get(obj: Any, *keys: str) -> Any:
 
 def parse_llm_request(api: str, body: bytes | None) -> LlmRequest:
     req = LlmRequest(api)
-    obj = _loads(body)
+    obj = json_or_none(body)
     if not isinstance(obj, dict):
         return req
     model = obj.get("model")
@@ -181,7 +171,7 @@ def parse_llm_response(api: str, body: bytes | None, *, streamed: bool) -> LlmRe
     if streamed:
         _parse_stream(api, body, result)
         return result
-    obj = _loads(body)
+    obj = json_or_none(body)
     if not isinstance(obj, dict):
         return result
     model = obj.get("model")
@@ -220,7 +210,7 @@ def _parse_stream(api: str, body: bytes, result: LlmResult) -> None:
     for ev in iter_sse_events(body):
         if ev.data == "[DONE]":
             continue
-        obj = _loads(ev.data)
+        obj = json_or_none(ev.data)
         if not isinstance(obj, dict):
             continue
         text = ""

@@ -4,13 +4,10 @@ request and response bodies (plain JSON or server-sent events). Pure and total.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.sse import iter_sse_events
-
-MAX_PARSE_BYTES = 8 * 1024 * 1024
+from suite.sse import iter_sse_events, json_or_none
 
 
 @dataclass
@@ -29,15 +26,6 @@ class McpResponse:
     answered_ids: set[str] = field(default_factory=set)  # ids of responses seen
 
 
-def _loads(data: bytes | str | None) -> Any:
-    if not data or len(data) > MAX_PARSE_BYTES:
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def _messages(obj: Any) -> list[dict[str, Any]]:
     if isinstance(obj, dict):
         return [obj]
@@ -48,7 +36,7 @@ def _messages(obj: Any) -> list[dict[str, Any]]:
 
 def parse_mcp_request(body: bytes | None) -> McpRequest:
     """Methods, tool names and ids of a JSON-RPC request body (single or batch)."""
-    obj = _loads(body)
+    obj = json_or_none(body)
     msgs = _messages(obj)
     req = McpRequest(batch_size=len(msgs))
     for m in msgs:
@@ -74,9 +62,9 @@ def parse_mcp_response(body: bytes | None, *, event_stream: bool) -> McpResponse
     if not body:
         return out
     if event_stream:
-        payloads = [_loads(ev.data) for ev in iter_sse_events(body)]
+        payloads = [json_or_none(ev.data) for ev in iter_sse_events(body)]
     else:
-        payloads = [_loads(body)]
+        payloads = [json_or_none(body)]
     for payload in payloads:
         for m in _messages(payload):
             err = m.get("error")

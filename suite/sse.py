@@ -5,9 +5,22 @@ Pure and total: any bytes in, events out; never raises, never blocks.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
+def json_or_none(data: bytes | str | None, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A JSON payload (an SSE event's data, a body), or None for empty, huge or invalid."""
+    if not data or len(data) > max_bytes:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 class SseEvent(NamedTuple):

@@ -121,18 +121,24 @@ class Store:
 
     # -- units of work --------------------------------------------------------------
     @contextmanager
-    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection for one unit of work; other readers may run at once."""
-        self.ensure_schema()
-        with self._locked(exclusive=False):
+    def _connection(self, *, exclusive: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The only duckdb.connect in the suite: under the lock, closed after the work."""
+        with self._locked(exclusive=exclusive):
             try:
-                con = duckdb.connect(str(self.path), read_only=True)
+                con = duckdb.connect(str(self.path), read_only=not exclusive)
             except duckdb.Error as e:
                 raise _wrap_duckdb_error(e) from None
             try:
                 yield con
             finally:
                 con.close()
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection for one unit of work; other readers may run at once."""
+        self.ensure_schema()
+        with self._connection(exclusive=False) as con:
+            yield con
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -143,15 +149,8 @@ class Store:
 
     @contextmanager
     def _write_unlocked_schema(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._locked(exclusive=True):
-            try:
-                con = duckdb.connect(str(self.path))
-            except duckdb.Error as e:
-                raise _wrap_duckdb_error(e) from None
-            try:
-                yield con
-            finally:
-                con.close()
+        with self._connection(exclusive=True) as con:
+            yield con
 
     # -- schema ---------------------------------------------------------------------
     def ensure_schema(self) -> list[str]:
@@ -173,17 +172,11 @@ class Store:
         wait behind other readers for the exclusive one."""
         if not self.path.exists():
             return [m.name for m in MIGRATIONS]
-        with self._locked(exclusive=False):
-            try:
-                con = duckdb.connect(str(self.path), read_only=True)
-            except duckdb.Error as e:
-                raise _wrap_duckdb_error(e) from None
+        with self._connection(exclusive=False) as con:
             try:
                 done = {r[0] for r in con.execute("SELECT name FROM schema_migrations").fetchall()}
             except duckdb.CatalogException:
                 done = set()
-            finally:
-                con.close()
         return [m.name for m in MIGRATIONS if m.name not in done]
 
     def _migrate(self, migrations: Sequence[Migration]) -> list[str]:

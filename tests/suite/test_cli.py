@@ -100,7 +100,12 @@ def test_worker_once_reports_what_it_loaded(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "ingest: 30 rows from 3 segments" in r.stdout
     assert "rollup: 1 minutes recomputed" in r.stdout  # make_row's 30 timestamps share a minute
-    assert Store(home).query("SELECT sum(requests) AS n FROM metrics_1m WHERE dimension = 'service'")["n"][0] == 30
+    assert (
+        Store(home).query("SELECT sum(requests) AS n FROM metrics_1m WHERE dimension = 'service'")[
+            "n"
+        ][0]
+        == 30
+    )
 
 
 def test_python_api_returns_polars(seeded: Path) -> None:
