@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from mitmproxy import ctx, options
@@ -110,11 +114,75 @@ async def _end_idle_connections(loop: asyncio.AbstractEventLoop) -> None:
     await asyncio.gather(*others, return_exceptions=True)
 
 
+def listen_with_reuse_port() -> None:
+    """Let several gateway processes bind one address (SO_REUSEPORT): the kernel spreads
+    new connections over them. mitmproxy binds through `asyncio.start_server` and offers
+    no option for it, so this process's `start_server` asks for the flag by default."""
+    original = asyncio.start_server
+
+    async def start_server(*args: object, **kwargs: object) -> asyncio.Server:
+        kwargs.setdefault("reuse_port", True)
+        return await original(*args, **kwargs)  # type: ignore[arg-type]
+
+    asyncio.start_server = start_server  # type: ignore[assignment]
+
+
+def free_tcp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_ca(home: Home) -> Path:
+    """The gateway's CA in `<home>/certs` (created on first use, as mitmproxy would)."""
+    from mitmproxy.certs import CertStore
+
+    CertStore.from_store(home.certs_dir, "mitmproxy", 2048)
+    return home.certs_dir / "mitmproxy-ca-cert.pem"
+
+
+def run_gateway_processes(child_argv: Sequence[str], processes: int) -> int:
+    """Run `processes` gateways (each its own mitmproxy loop, gateway id and spool writer,
+    all sharing one home and spool) on one port; forward SIGINT/SIGTERM to them and
+    wait until each has flushed and exited. Exit code: the worst of theirs."""
+    children = [
+        subprocess.Popen([sys.executable, "-m", "suite.cli", *child_argv]) for _ in range(processes)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = []
+    for child in children:
+        while True:
+            try:
+                codes.append(child.wait())
+                break
+            except KeyboardInterrupt:  # pragma: no cover - the handler above runs instead
+                forward(signal.SIGINT, None)
+        if codes[-1] != 0:
+            # One gateway failed (port taken, bad CA...): stop the others too.
+            forward(signal.SIGTERM, None)
+    return max(codes, key=abs)
+
+
 def run_gateway(
-    config: GatewayConfig, home: Home, *, listen_host: str, listen_port: int, mode: str
+    config: GatewayConfig,
+    home: Home,
+    *,
+    listen_host: str,
+    listen_port: int,
+    mode: str,
+    reuse_port: bool = False,
 ) -> int:
     """Run until SIGINT/SIGTERM; flushes every record before returning. Exit code."""
     home.ensure()
+    if reuse_port:
+        listen_with_reuse_port()
     # Per-connection chatter from mitmproxy is not useful at INFO in a gateway.
     setup_logging(
         home,
