@@ -4,10 +4,13 @@ request and response bodies (plain JSON or server-sent events). Pure and total.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from suite.sse import iter_sse_events, json_or_none
+from suite.sse import StreamTee, iter_sse_events, json_or_none
 
 
 @dataclass
@@ -81,6 +84,76 @@ def parse_mcp_response(body: bytes | None, *, event_stream: bool) -> McpResponse
             if ("result" in m or "error" in m) and m.get("id") is not None:
                 out.answered_ids.add(str(m["id"]))
     return out
+
+
+def _answer_of(m: dict[str, Any]) -> McpResponse:
+    one = McpResponse()
+    err = m.get("error")
+    if isinstance(err, dict):
+        code = err.get("code")
+        one.error_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        msg = err.get("message")
+        one.error_message = msg[:500] if isinstance(msg, str) else None
+    result = m.get("result")
+    one.tool_error = isinstance(result, dict) and result.get("isError") is True
+    return one
+
+
+def session_of_endpoint(data: str) -> str | None:
+    """The session id in an HTTP+SSE `endpoint` event (`/messages/?session_id=...`)."""
+    query = parse_qs(urlsplit(data.strip()).query)
+    values = query.get("sessionId") or query.get("session_id")
+    return values[0] if values else None
+
+
+class LegacySessionAnswers:
+    """The answers on one HTTP+SSE (the older MCP transport) session stream, by request id.
+
+    On that transport a call is a POST answered `202 Accepted`; its JSON-RPC result or
+    error arrives later on the session's GET event stream. This index reads that stream's
+    bounded copy incrementally (only bytes it has not parsed yet) so the POST's row can
+    carry its own error. Thread-safe; keeps at most `max_answers` recent answers.
+    """
+
+    def __init__(self, tee: StreamTee, max_answers: int = 4096) -> None:
+        self.tee = tee
+        self.session: str | None = None
+        self.answers: OrderedDict[str, McpResponse] = OrderedDict()
+        self.max_answers = max_answers
+        self._parsed = 0  # bytes of the stream parsed so far
+        self._seen_size = 0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            if self.tee.size == self._seen_size:
+                return
+            self._seen_size = self.tee.size
+            if self.tee.dropped:
+                # The middle of a long stream was dropped: read what is kept from the tail.
+                data, base = self.tee.copy(), 0
+                self._parsed = 0
+            else:
+                data, base = bytes(self.tee.head + self.tee.tail), self._parsed
+            end = data.rfind(b"\n\n", base)
+            if end < 0:
+                return
+            for ev in iter_sse_events(data[base : end + 2]):
+                if ev.event == "endpoint" and self.session is None:
+                    self.session = session_of_endpoint(ev.data)
+                    continue
+                for m in _messages(json_or_none(ev.data)):
+                    if m.get("id") is None or not ("result" in m or "error" in m):
+                        continue
+                    self.answers[str(m["id"])] = _answer_of(m)
+                    if len(self.answers) > self.max_answers:
+                        self.answers.popitem(last=False)
+            if not self.tee.dropped:
+                self._parsed = end + 2
+
+    def answer(self, request_id: str) -> McpResponse | None:
+        self.refresh()
+        return self.answers.get(request_id)
 
 
 def distinct_joined(values: list[str]) -> str | None:

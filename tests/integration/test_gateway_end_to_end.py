@@ -39,7 +39,7 @@ DISCONNECTS = {37, 411, 777, 1003, 1299, 1555, 1801, 1977}
 CURLS = {i for i in range(5, TOTAL, 100)}  # 20 requests through curl
 BIG = {123, 1234}  # > 1 MiB: streamed through the gateway's byte counter
 BIG_SIZE = 1_500_000
-CYCLE = ("json", "json", "json", "bytes", "bytes", "post", "post", "s500", "down", "noroute")
+CYCLE = ("json", "json", "reset", "bytes", "bytes", "post", "post", "s500", "down", "noroute")
 
 
 @dataclass
@@ -82,6 +82,8 @@ def plan() -> list[Sent]:
             s = Sent(i, kind, "POST", "/policies/upload", "policies", 100 + (i * 31) % 20_000, secret, trace_id)  # fmt: skip
         elif kind == "curl":
             s = Sent(i, kind, "POST", "/policies/curl", "policies", 3000 + i, secret, trace_id)
+        elif kind == "reset":  # the upstream closes the connection without answering
+            s = Sent(i, kind, "GET", "/claims/reset", "claims", 0, secret, trace_id)
         elif kind == "s500":
             s = Sent(i, kind, "GET", "/claims/status/500", "claims", 0, secret, trace_id)
         elif kind == "down":
@@ -233,6 +235,11 @@ upstreams = ["{down_url}"]
         assert err["type"] == "upstream_unreachable"
         assert err["route"] == "ledger-down"
         assert "ledger-down" in err["message"]
+    for s in by_kind["reset"]:
+        assert s.status == 502, (s, s.body[:300])
+        err = json.loads(s.body)["error"]
+        assert err["type"] == "upstream_reset"
+        assert err["route"] == "claims"
     for s in by_kind["noroute"]:
         assert s.status == 404, (s, s.body[:300])
         err = json.loads(s.body)["error"]
@@ -269,7 +276,8 @@ upstreams = ["{down_url}"]
     rows = query_json(
         home,
         "SELECT id, route, method, scheme, path, query, status, error, request_bytes, "
-        "response_bytes, upstream, trace_id, parent_span_id, streamed, kind FROM requests",
+        "response_bytes, upstream, trace_id, parent_span_id, streamed, kind, client_addr, "
+        "gateway_id, duration_ms, ttfb_ms FROM requests",
     )
     assert len(rows) == TOTAL
     by_n: dict[int, dict[str, Any]] = {}
@@ -291,6 +299,12 @@ upstreams = ["{down_url}"]
         assert row["path"] == s.path, ctx  # the path the client sent, before strip_prefix
         assert row["kind"] == "http", ctx
         assert row["trace_id"] == s.trace_id, ctx
+        assert row["client_addr"] == "127.0.0.1", ctx
+        assert row["gateway_id"], ctx
+        assert row["duration_ms"] >= 0, ctx
+        if s.kind in ("json", "bytes", "post", "curl", "s500"):
+            # An answer from the upstream: its first byte came before the exchange ended.
+            assert 0 <= row["ttfb_ms"] <= row["duration_ms"], ctx
         assert row["parent_span_id"] == f"{s.i + 1:016x}", ctx
         q = parse_qs(str(row["query"]))
         assert q.get("api_key") == (["REDACTED"] if s.secret else None), ctx
@@ -309,7 +323,11 @@ upstreams = ["{down_url}"]
         assert row["status"] == s.status, ctx
         assert row["request_bytes"] == s.body_len, ctx
         assert row["response_bytes"] == len(s.body), ctx
-        expected_error = {"down": "upstream_unreachable", "noroute": "no_route"}.get(s.kind)
+        expected_error = {
+            "down": "upstream_unreachable",
+            "noroute": "no_route",
+            "reset": "upstream_reset",
+        }.get(s.kind)
         assert row["error"] == expected_error, ctx
         assert row["streamed"] is (s.kind == "big"), ctx
 

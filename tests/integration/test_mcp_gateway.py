@@ -72,6 +72,11 @@ upstreams = ["{upstream}"]
             await s.initialize()
             quote = await s.call_tool("quote_premium", {"product": "auto", "driver_age": 40})
             assert not quote.isError
+            # Answered on the session's event stream, not on the POST (202 Accepted).
+            missing = await s.call_tool("get_claim_status", {"claim_id": "CLM-9999"})
+            assert missing.isError
+            with pytest.raises(Exception):  # noqa: B017 - the SDK raises its McpError
+                await s.read_resource("policy://POL-0000/document")  # type: ignore[arg-type]
 
     assert gw.stop() == 0, gw.output
     run_worker_once(home)
@@ -100,8 +105,16 @@ upstreams = ["{upstream}"]
     posts = [r for r in legacy if r["method"] == "POST"]
     # (the SDK may also send tools/list by itself, to validate tool output schemas)
     assert [p["mcp_method"] for p in posts][:2] == ["initialize", "notifications/initialized"]
-    assert [p["mcp_tool"] for p in posts if p["mcp_method"] == "tools/call"] == ["quote_premium"]
+    legacy_calls = [p for p in posts if p["mcp_method"] == "tools/call"]
+    assert [(c["mcp_tool"], c["mcp_tool_error"]) for c in legacy_calls] == [
+        ("quote_premium", False),
+        ("get_claim_status", True),
+    ]
     assert all(p["mcp_session_id"] for p in posts)
+    assert all(p["status"] == 202 for p in posts)
+    legacy_read = next(p for p in posts if p["mcp_method"] == "resources/read")
+    assert legacy_read["jsonrpc_error_code"] == read["jsonrpc_error_code"]
+    assert legacy_read["jsonrpc_error_message"] == read["jsonrpc_error_message"]
     stream = [r for r in legacy if r["method"] == "GET"]
     assert len(stream) == 1 and stream[0]["streamed"] is True and stream[0]["path"] == "/legacy/sse"
     assert stream[0]["error"] is None  # the client closing its SSE stream ends it normally
