@@ -67,9 +67,12 @@ def mcp_fields(
     resp = parse_mcp_response(response_body, event_stream=event_stream)
     fields: dict[str, Any] = {}
     if legacy_answer is not None:
-        # Older HTTP+SSE transport: the call was answered on the session's event stream.
+        # Older HTTP+SSE transport: the call was answered on the session's event stream,
+        # so a client that left before the 202 had its answer: not a failure either.
         resp.error_code, resp.error_message = legacy_answer.error_code, legacy_answer.error_message
         resp.tool_error = legacy_answer.tool_error
+        if client_left:
+            fields = {"error": None, "error_detail": None}
     # MCP clients close a POST's event stream once its response has arrived, and close
     # their GET notification streams when done: that is the exchange ending, not a failure.
     if (
@@ -144,10 +147,9 @@ class McpCapture:
         if META_LEGACY in flow.metadata:
             self._legacy_open.pop(flow.id, None)
             self._legacy_ended.append(flow.metadata[META_LEGACY])
-        # Older HTTP+SSE transport: a POST accepted with 202 is answered on the session stream.
-        accepted = (
-            method == "POST" and flow.response is not None and flow.response.status_code == 202
-        )
+        # Older HTTP+SSE transport: a POST accepted with 202 is answered on the session
+        # stream (the answer may even arrive before the 202, and the client leave first).
+        accepted = method == "POST" and (flow.response is None or flow.response.status_code == 202)
         accepted_at = time.time()
 
         def finish() -> dict[str, Any]:

@@ -135,10 +135,10 @@ class LegacySessionAnswers:
                 self._parsed = 0
             else:
                 data, base = bytes(self.tee.head + self.tee.tail), self._parsed
-            end = data.rfind(b"\n\n", base)
-            if end < 0:
+            end = max(data.rfind(b"\n\n", base) + 2, data.rfind(b"\n\r\n", base) + 3)
+            if end < 3:  # no complete event yet (a blank line ends an event)
                 return
-            for ev in iter_sse_events(data[base : end + 2]):
+            for ev in iter_sse_events(data[base:end]):
                 if ev.event == "endpoint" and self.session is None:
                     self.session = session_of_endpoint(ev.data)
                     continue
@@ -149,7 +149,7 @@ class LegacySessionAnswers:
                     if len(self.answers) > self.max_answers:
                         self.answers.popitem(last=False)
             if not self.tee.dropped:
-                self._parsed = end + 2
+                self._parsed = end
 
     def answer(self, request_id: str) -> McpResponse | None:
         self.refresh()

@@ -111,7 +111,11 @@ upstreams = ["{upstream}"]
         ("get_claim_status", True),
     ]
     assert all(p["mcp_session_id"] for p in posts)
-    assert all(p["status"] == 202 for p in posts)
+    # Accepted (202); the answer travels on the stream, and the client may leave before
+    # the 202 once it has it: the exchange is still complete.
+    assert all(p["status"] in (202, None) and p["error"] is None for p in posts), [
+        (p["mcp_method"], p["status"], p["error"]) for p in posts
+    ]
     legacy_read = next(p for p in posts if p["mcp_method"] == "resources/read")
     assert legacy_read["jsonrpc_error_code"] == read["jsonrpc_error_code"]
     assert legacy_read["jsonrpc_error_message"] == read["jsonrpc_error_message"]

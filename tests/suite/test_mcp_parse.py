@@ -51,3 +51,38 @@ def test_garbage_is_harmless() -> None:
 def test_answered_ids_tell_a_complete_exchange() -> None:
     body = b'event: message\ndata: {"jsonrpc": "2.0", "id": 4, "result": {}}\n\n'
     assert parse_mcp_response(body, event_stream=True).answered_ids == {"4"}
+
+
+def test_legacy_session_answers_read_the_stream_incrementally() -> None:
+    from suite.mcp_parse import LegacySessionAnswers
+    from suite.sse import StreamTee
+
+    tee = StreamTee()
+    index = LegacySessionAnswers(tee)
+    tee(b"event: endpoint\r\ndata: /messages/?session_id=abc123\r\n\r\n")
+    assert index.answer("1") is None
+    assert index.session == "abc123"
+    tee(b'event: message\r\ndata: {"jsonrpc":"2.0","id":1,"result":{"isError":true}}\r\n\r\n')
+    tee(b'event: message\r\ndata: {"jsonrpc":"2.0","id":2,"error":{"code":-32602,')
+    got = index.answer("1")
+    assert got is not None and got.tool_error and got.error_code is None
+    assert index.answer("2") is None  # its event has not ended yet
+    tee(b'"message":"unknown resource"}}\r\n\r\n')
+    got = index.answer("2")
+    assert got is not None and (got.error_code, got.error_message) == (-32602, "unknown resource")
+    assert not got.tool_error
+
+
+def test_legacy_session_answers_survive_a_dropped_middle() -> None:
+    from suite.mcp_parse import LegacySessionAnswers
+    from suite.sse import StreamTee
+
+    tee = StreamTee(limit=4096)
+    index = LegacySessionAnswers(tee, max_answers=10)
+    tee(b"event: endpoint\ndata: /messages/?sessionId=s1\n\n")
+    for i in range(200):
+        tee(f'data: {{"jsonrpc":"2.0","id":{i},"result":{{}}}}\n\n'.encode())
+    assert tee.dropped
+    assert index.answer("199") is not None
+    assert index.session == "s1"
+    assert len(index.answers) <= 10
