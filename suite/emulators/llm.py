@@ -232,14 +232,18 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
 class Reply:
     """Writes one response: a JSON body, or an SSE stream in chunked encoding."""
 
-    def __init__(self, writer: asyncio.StreamWriter, provider: str, truncate: bool):
+    def __init__(
+        self, writer: asyncio.StreamWriter, provider: str, truncate: bool, body_sha256: str = ""
+    ):
         self.writer, self.provider, self.truncate = writer, provider, truncate
         self.request_id = "req_" + secrets.token_hex(12)
+        self.body_sha256 = body_sha256
         self.streaming = False
 
     def _id_headers(self) -> list[tuple[str, str]]:
         name = "request-id" if self.provider == "anthropic" else "x-request-id"
-        return [(name, self.request_id)]
+        # What arrived, so a test can show a proxy forwarded the body unchanged.
+        return [(name, self.request_id), ("x-emulator-request-sha256", self.body_sha256)]
 
     async def json(
         self, status: int, obj: Any, headers: list[tuple[str, str]] | None = None
@@ -381,7 +385,12 @@ class Emulator:
             path.endswith("/models") and "anthropic-version" in h
         )
         provider = "anthropic" if anthropic else "openai"
-        reply = Reply(writer, provider, h.get("x-emulator-truncate", "") in ("1", "true"))
+        reply = Reply(
+            writer,
+            provider,
+            h.get("x-emulator-truncate", "") in ("1", "true"),
+            hashlib.sha256(req.body).hexdigest(),
+        )
         latency = _number(h.get("x-emulator-latency-ms"), self.latency_ms)
         interval = _number(h.get("x-emulator-token-interval-ms"), self.token_interval_ms) / 1000
         if latency > 0:

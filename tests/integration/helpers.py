@@ -122,3 +122,33 @@ def write_segments(spool_dir: Path, segments: int, rows_per_segment: int, tag: s
 def stop_and_close(proc: Proc, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
     """Stop a process (Proc.stop also closes its output pipe); its exit code."""
     return proc.stop(sig, timeout)
+
+
+def secrets_in_spool(home: Path, needles: Iterable[str]) -> list[tuple[str, str]]:
+    """(segment, needle) for every spool segment (requests and bodies) holding a needle in
+    a decoded string value: compression cannot hide one from this scan."""
+    needles = list(needles)
+    hits = []
+    for seg in sorted((home / "spool").rglob("*.parquet")):
+        values = parquet_string_values(seg)
+        hits += [(seg.name, n) for n in needles if any(n in v for v in values)]
+    return hits
+
+
+def secrets_in_store(home: Path, needles: Iterable[str]) -> list[dict[str, Any]]:
+    """(table, column, needle) for every text or blob value in every table of the DuckDB
+    store that contains a needle, read decoded through the store."""
+    columns = query_json(
+        home,
+        "SELECT table_name AS t, column_name AS c FROM information_schema.columns "
+        "WHERE data_type IN ('VARCHAR', 'BLOB', 'JSON') AND table_schema = 'main'",
+    )
+    assert columns, "no text columns found: the scan would prove nothing"
+    checks = [
+        f"SELECT '{col['t']}' AS t, '{col['c']}' AS c, '{n}' AS needle, count(*) AS n "
+        f'FROM "{col["t"]}" WHERE position(\'{n}\' IN "{col["c"]}"::VARCHAR) > 0'
+        for col in columns
+        for n in needles
+    ]
+    rows = query_json(home, " UNION ALL ".join(checks))
+    return [r for r in rows if r["n"]]

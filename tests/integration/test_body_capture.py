@@ -9,7 +9,13 @@ import httpx
 import pytest
 
 from tests.conftest import write_config
-from tests.integration.helpers import files_containing, query_json, run_worker_once
+from tests.integration.helpers import (
+    files_containing,
+    query_json,
+    run_worker_once,
+    secrets_in_spool,
+    secrets_in_store,
+)
 from tests.procs import Proc, start_emulator, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -69,7 +75,12 @@ regex = "POL-\\\\d{{6}}"
         big = c.post("/claims/bulk", content=b"x" * 10_000, headers={"content-type": "text/plain"})
         assert big.status_code == 200
     assert gw.stop() == 0
+    # Before ingest: neither credentials nor personal data in any spooled value (decoded).
+    secret_values = [AUTH, API_KEY, "COOKIEVALUE-1", *SECRETS.values()]
+    assert len(list((home / "spool").rglob("*.parquet"))) >= 2  # requests and bodies
+    assert secrets_in_spool(home, secret_values) == []
     run_worker_once(home)
+    assert secrets_in_store(home, secret_values) == []
 
     rows = query_json(home, "SELECT * FROM request_bodies")
     assert len(rows) == 3  # payments-api captures nothing

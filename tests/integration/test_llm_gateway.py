@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -15,7 +16,13 @@ import openai
 import pytest
 
 from tests.conftest import write_config
-from tests.integration.helpers import files_containing, query_json, run_worker_once
+from tests.integration.helpers import (
+    files_containing,
+    query_json,
+    run_worker_once,
+    secrets_in_spool,
+    secrets_in_store,
+)
 from tests.procs import Proc, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -72,8 +79,16 @@ llm_provider = "vllm"
 
 
 def finish(setup: LlmSetup) -> list[dict[str, object]]:
+    """Stop the gateway, load its records; on the way, prove no provider key reached the
+    spool or the store (decoded scans) or any file of the home (raw bytes)."""
     assert setup.gateway.stop() == 0, setup.gateway.output
+    keys = [OPENAI_KEY, ANTHROPIC_KEY]
+    assert list((setup.home / "spool").glob("*.parquet")), "nothing spooled: the scan is moot"
+    assert secrets_in_spool(setup.home, keys) == []
+    assert files_containing(setup.home, [k.encode() for k in keys]) == []
     run_worker_once(setup.home)
+    assert secrets_in_store(setup.home, keys) == []
+    assert files_containing(setup.home, [k.encode() for k in keys]) == []
     return query_json(setup.home, "SELECT * FROM requests ORDER BY ts")
 
 
@@ -230,6 +245,49 @@ def test_client_leaving_mid_stream_is_recorded_with_what_was_seen(llm: LlmSetup)
     assert row["usage_source"] == "estimated"  # the final usage never came
 
 
+@dataclass
+class Answer:
+    status: int
+    content_type: str | None
+    request_sha256: str | None  # of the body the upstream received
+    body: bytes
+    cut: bool  # the response ended before its end (a truncated stream)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Answer):
+            return NotImplemented
+        return (self.status, self.content_type, self.request_sha256, self.cut) == (
+            other.status, other.content_type, other.request_sha256, other.cut,
+        ) and normalised(self.body) == normalised(other.body)  # fmt: skip
+
+
+def normalised(body: bytes) -> bytes:
+    """A response body with what differs between any two calls blanked: ids, timestamps,
+    and the emulated provider's prompt cache (warm for the second of two equal prompts)."""
+    return re.sub(
+        rb'"(id|created|created_at|cached_tokens|cache_read_input_tokens)": ?("[^"]*"|\d+)',
+        rb'"\1": _',
+        body,
+    )
+
+
+def answer_of(c: httpx.Client, url: str, content: bytes, headers: dict[str, str]) -> Answer:
+    body, cut = b"", False
+    with c.stream("POST", url, content=content, headers=headers) as r:
+        try:
+            for chunk in r.iter_raw():
+                body += chunk
+        except httpx.RemoteProtocolError:
+            cut = True
+        return Answer(
+            r.status_code,
+            r.headers.get("content-type"),
+            r.headers.get("x-emulator-request-sha256"),
+            body,
+            cut,
+        )
+
+
 def test_bad_input_is_proxied_unchanged_and_recorded(llm: LlmSetup) -> None:
     url = f"{llm.base}/openai/v1/chat/completions"
     big = (
@@ -245,22 +303,17 @@ def test_bad_input_is_proxied_unchanged_and_recorded(llm: LlmSetup) -> None:
                           {"x-emulator-truncate": "1"}),
         "big": (big, {"content-type": "application/json"}),
     }  # fmt: skip
-    direct: dict[str, int] = {}
-    via: dict[str, int] = {}
+    direct: dict[str, Answer] = {}
+    via: dict[str, Answer] = {}
     with httpx.Client(timeout=120) as c:
         for name, (content, headers) in cases.items():
-            try:
-                direct[name] = c.post(
-                    f"{llm.upstream}/v1/chat/completions", content=content, headers=headers
-                ).status_code
-            except httpx.HTTPError as e:
-                direct[name] = -1 if "truncate" not in str(headers) else 200
-                assert name == "truncated_sse", e
-            try:
-                via[name] = c.post(url, content=content, headers=headers).status_code
-            except httpx.RemoteProtocolError:
-                via[name] = 200 if name == "truncated_sse" else -1
-    assert via == direct  # the gateway answers exactly what the upstream answers
+            direct[name] = answer_of(c, f"{llm.upstream}/v1/chat/completions", content, headers)
+            via[name] = answer_of(c, url, content, headers)
+    # The gateway forwards exactly what the client sent and answers exactly what the
+    # upstream answered (ids and timestamps aside, which differ between any two calls).
+    assert via == direct
+    assert all(a.request_sha256 for a in via.values())
+    assert via["truncated_sse"].cut and via["truncated_sse"].status == 200
     rows = finish(llm)
     assert len(rows) == len(cases)
     assert all(r["kind"] == "llm" for r in rows)
@@ -268,5 +321,14 @@ def test_bad_input_is_proxied_unchanged_and_recorded(llm: LlmSetup) -> None:
     assert unknown["cost_usd"] is None and unknown["llm_unpriced"] is True
     big_row = max(rows, key=lambda r: r["request_bytes"] or 0)
     assert big_row["request_bytes"] == len(big)
+    # The cut stream: recorded as streamed, with what was seen (estimated: no final usage)
+    # and the upstream's failure named.
+    cut = next(r for r in rows if r["streamed"])
+    assert cut["status"] == 200 and cut["error"] is not None
+    assert cut["usage_source"] == "estimated" and cut["completion_tokens"] > 0
+    assert cut["response_bytes"] == len(via["truncated_sse"].body)
+    for name in ("invalid_json", "binary_json"):
+        row = next(r for r in rows if r["request_bytes"] == len(cases[name][0]))
+        assert row["status"] == direct[name].status and row["llm_requested_model"] is None
     log = llm.gateway.output
     assert "Traceback" not in log and "ERROR" not in log and "could not parse" not in log, log
