@@ -5,6 +5,8 @@ Three configurations, alternated over several rounds (a, b, c, a, b, c, ...):
   a  direct    the upstream emulator (suite.emulators.rest_upstream), no proxy
   b  mitmdump  bare `mitmdump --mode reverse:<emulator> -q`
   c  gateway   `aiops gateway` (router + capture to the spool), one home for all rounds
+  d  gateway, one process per core: `aiops gateway --processes <cores>` (SO_REUSEPORT on
+     one port, every process recording to the same spool, in the same home)
 
 The load client runs in its own process: C keep-alive HTTP/1.1 connections (raw asyncio
 streams, minimal parser) send GETs as fast as they can for N seconds, after a short
@@ -44,13 +46,17 @@ BIN = Path(sys.executable).parent
 AIOPS = str(BIN / "aiops")
 MITMDUMP = str(BIN / "mitmdump")
 DEFAULT_PATH = "/bench/policies/POL-000123"
-CONFIGS = ("direct", "mitmdump", "gateway")
+POOL_PROCESSES = os.cpu_count() or 2
+CONFIGS = ("direct", "mitmdump", "gateway", "gateway_pool")
+GATEWAYS = ("gateway", "gateway_pool")
 LABELS = {
     "direct": "(a) upstream direct",
     "mitmdump": "(b) bare mitmdump reverse",
     "gateway": "(c) aiops gateway + capture",
+    "gateway_pool": f"(d) aiops gateway x{POOL_PROCESSES} processes",
 }
 TARGET_RATIO = 1.8
+TARGET_POOL_RATIO = 3.0
 
 
 # =========================================================================================
@@ -228,7 +234,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def proc_cpu_seconds(pid: int | None) -> float | None:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
+    """utime + stime of a process (all its threads) and of its children (the processes
+    of `aiops gateway --processes N`), from /proc."""
     if pid is None:
         return None
     try:
@@ -236,7 +243,12 @@ def proc_cpu_seconds(pid: int | None) -> float | None:
             fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(proc_cpu_seconds(int(c)) or 0.0 for c in children)
 
 
 def machine_busy_seconds() -> float | None:
@@ -298,17 +310,14 @@ class Proc:
     def output(self) -> str:
         return "\n".join(self.lines[-60:])
 
-    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = 60.0, skip: int = 0) -> re.Match[str]:
+        """The first line matching `pattern` after `skip` earlier matching lines."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        seen = 0
         while time.monotonic() < deadline:
-            lines = list(self.lines)
-            for line in lines[seen:]:
-                m = rx.search(line)
-                if m:
-                    return m
-            seen = len(lines)
+            matches = [m for m in map(rx.search, list(self.lines)) if m]
+            if len(matches) > skip:
+                return matches[skip]
             if self.popen.poll() is not None:
                 time.sleep(0.1)
                 raise RuntimeError(
@@ -433,12 +442,14 @@ def run_round(
     else:
         home = work / "gateway-home"
         status_before = set(read_gateway_status(home / "run"))
+        processes = POOL_PROCESSES if cfg == "gateway_pool" else 1
         proc = Proc(
             "aiops gateway",
             [AIOPS, "gateway", "--home", str(home), "--config", str(work / "gateway.toml"),
-             "--listen-port", "0"],
+             "--listen-port", str(free_port()), "--processes", str(processes)],
         )  # fmt: skip
-        m = proc.wait_for(r"aiops gateway listening on http://[^:\s]+:(\d+)")
+        for _ in range(processes):  # one banner per process
+            m = proc.wait_for(r"aiops gateway listening on http://[^:\s]+:(\d+)", skip=_)
         port = int(m.group(1))
         wait_listening(port, proc)
     time.sleep(0.3)  # let start-up work (imports, cert generation) settle
@@ -451,24 +462,9 @@ def run_round(
             extra["stop_seconds"] = round(took, 2)
             if code not in (0, -signal.SIGINT, 130):
                 log(f"  {proc.name} exited with {code}:\n{proc.output}")
-    if cfg == "gateway":
+    if cfg in GATEWAYS:
         status = read_gateway_status(work / "gateway-home" / "run")
-        new = [g for g in status if g not in status_before]
-        extra["gateway_id"] = new[0] if len(new) == 1 else None
-        if len(new) == 1:
-            s = status[new[0]]
-            extra["status"] = {
-                k: s.get(k)
-                for k in (
-                    "received",
-                    "written",
-                    "dropped",
-                    "backlog",
-                    "segments",
-                    "write_failures",
-                    "last_error",
-                )
-            }
+        extra["gateway_ids"] = [g for g in status if g not in status_before]
     res.update(extra)
     res["config"] = cfg
     res["round"] = rnd
@@ -519,14 +515,14 @@ def count_rows(home: Path, gw_rounds: list[dict[str, object]]) -> dict[str, obje
         log(f"counting rows failed: {e}")
     per_gateway = []
     for r in gw_rounds:
-        gid = r.get("gateway_id")
-        st = status.get(str(gid), {}) if gid else {}
-        per_gateway.append({
-            "round": r["round"], "gateway_id": gid, "sent": r["sent"],
-            "received": st.get("received"), "written": st.get("written"),
-            "dropped": st.get("dropped"), "rows_in_db": by_gw.get(str(gid)),
-            "stop_seconds": r.get("stop_seconds"), "exit_code": r.get("exit_code"),
-        })  # fmt: skip
+        for gid in r.get("gateway_ids") or [None]:
+            st = status.get(str(gid), {}) if gid else {}
+            per_gateway.append({
+                "round": f"{r['round']} {r['config']}", "gateway_id": gid, "sent": r["sent"],
+                "received": st.get("received"), "written": st.get("written"),
+                "dropped": st.get("dropped"), "rows_in_db": by_gw.get(str(gid)),
+                "stop_seconds": r.get("stop_seconds"), "exit_code": r.get("exit_code"),
+            })  # fmt: skip
     loss["per_gateway"] = per_gateway
     return loss
 
@@ -571,8 +567,9 @@ def summarize(rounds: list[dict[str, object]], loss: dict[str, object], args) ->
             "failed": sum(r["failed"] for r in rs),
             "bad_status": sum(r["bad_status"] for r in rs),
         }
-    b, c = per["mitmdump"], per["gateway"]
+    b, c, d = per["mitmdump"], per["gateway"], per["gateway_pool"]
     ratio = c["rps"] / b["rps"] if b["rps"] and c["rps"] is not None else None
+    pool_ratio = d["rps"] / b["rps"] if b["rps"] and d["rps"] is not None else None
     p99_better = (
         c["p99_ms"] < b["p99_ms"] if c["p99_ms"] is not None and b["p99_ms"] is not None else None
     )
@@ -592,10 +589,14 @@ def summarize(rounds: list[dict[str, object]], loss: dict[str, object], args) ->
         },
         "results": per,
         "gateway_vs_mitmdump_throughput": ratio,
+        "gateway_pool_vs_mitmdump_throughput": pool_ratio,
         "gateway_p99_below_mitmdump": p99_better,
         "rows": loss,
         "targets": {
             "throughput_ratio_ge_1_8": None if ratio is None else ratio >= TARGET_RATIO,
+            "pool_throughput_ratio_ge_3": None
+            if pool_ratio is None
+            else pool_ratio >= TARGET_POOL_RATIO,
             "gateway_p99_below_mitmdump": p99_better,
             "zero_rows_lost": None if loss.get("lost") is None else loss["lost"] == 0,
         },
@@ -658,7 +659,7 @@ def print_report(s: dict[str, object]) -> None:
     console.print(t)
 
     rows = s["rows"]
-    t = Table(title="Rows lost by the gateway (all rounds of (c))", title_justify="left")
+    t = Table(title="Rows lost by the gateway (all rounds of (c) and (d))", title_justify="left")
     for col in (
         "sent by client",
         "recorded in requests",
@@ -717,6 +718,11 @@ def print_report(s: dict[str, object]) -> None:
         "(c) throughput >= 1.8x (b)", f"{fmt(ratio, '.2f')}x", mark(tg["throughput_ratio_ge_1_8"])
     )
     t.add_row(
+        f"(d) x{POOL_PROCESSES} processes throughput >= 3x (b)",
+        f"{fmt(s['gateway_pool_vs_mitmdump_throughput'], '.2f')}x",
+        mark(tg["pool_throughput_ratio_ge_3"]),
+    )
+    t.add_row(
         "(c) p99 < (b) p99",
         f"{fmt(per['gateway']['p99_ms'], '.2f')} ms vs {fmt(per['mitmdump']['p99_ms'], '.2f')} ms",
         mark(tg["gateway_p99_below_mitmdump"]),
@@ -748,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.rsplit("\nUsage:", 1)[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Targets printed (not asserted): (c) >= 1.8x (b) throughput, (c) p99 < (b) p99, "
-        "0 rows lost.",
+        "(d) >= 3x (b), 0 rows lost.",
     )
     p.add_argument(
         "--seconds", type=float, default=10.0, help="measured seconds per run (default 10)"
@@ -791,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.5)
 
         # -- rows lost ----------------------------------------------------------------
-        gw_rounds = [r for r in rounds if r["config"] == "gateway"]
+        gw_rounds = [r for r in rounds if r["config"] in GATEWAYS]
         loss = count_rows(home, gw_rounds)
         if loss.get("error"):
             args.keep = True  # keep the home so the worker can be re-run by hand
