@@ -33,8 +33,20 @@ GATEWAY_KEYS = {
     "flush_rows",
     "max_backlog_rows",
 }
-WORKER_KEYS = {"ingest_interval_seconds", "rollup_interval_seconds"}
-TOP_LEVEL_KEYS = {"routes", "gateway", "worker", "capture", "redaction"}
+WORKER_KEYS = {
+    "ingest_interval_seconds",
+    "rollup_interval_seconds",
+    "detect_interval_seconds",
+    "slo_interval_seconds",
+    "notify_interval_seconds",
+    "retention_interval_seconds",
+    "retention_days",
+    "rollup_retention_days",
+}
+TOP_LEVEL_KEYS = {
+    "routes", "gateway", "worker", "capture", "redaction", "slos", "notify", "incidents",
+}  # fmt: skip
+INCIDENTS_KEYS = {"group_window_minutes", "quiet_minutes", "reopen_window_minutes"}
 MODES = ("reverse", "regular")
 
 
@@ -88,11 +100,80 @@ class GatewaySettings:
 class WorkerSettings:
     ingest_interval_seconds: float = 2.0
     rollup_interval_seconds: float = 10.0
+    detect_interval_seconds: float = 60.0
+    slo_interval_seconds: float = 60.0
+    notify_interval_seconds: float = 15.0
+    retention_interval_seconds: float = 3600.0
+    # Raw requests (and bodies) are kept this long, but only once their minute is rolled up.
+    retention_days: int = 30
+    rollup_retention_days: int = 400
 
 
 @dataclass(frozen=True)
 class CaptureSettings:
     max_body_bytes: int = 64 * 1024
+
+
+SLO_KINDS = ("availability", "latency")
+SLO_KEYS = {"name", "service", "objective", "kind", "latency_threshold_ms", "window_days"}
+NOTIFY_KEYS = {"repeat_interval_minutes", "webhooks", "email"}
+WEBHOOK_KEYS = {"name", "url", "severities", "services", "timeout_seconds"}
+EMAIL_KEYS = {
+    "name", "smtp_host", "smtp_port", "from", "to", "severities", "services",
+    "starttls", "username", "password", "timeout_seconds",
+}  # fmt: skip
+SEVERITIES = ("critical", "warning", "info")
+ENV_REFERENCE_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+@dataclass(frozen=True)
+class SLO:
+    name: str
+    service: str  # a route name
+    objective: float  # percent, e.g. 99.9
+    kind: str = "availability"  # 'availability' | 'latency'
+    latency_threshold_ms: float | None = None
+    window_days: int = 30
+
+
+@dataclass(frozen=True)
+class WebhookChannel:
+    name: str
+    url: str  # a URL or an env reference "${VAR}" (webhook URLs often carry a token)
+    severities: tuple[str, ...] = ()  # empty: every severity
+    services: tuple[str, ...] = ()  # empty: every service
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class EmailChannel:
+    name: str
+    smtp_host: str
+    smtp_port: int
+    sender: str  # the TOML key is `from`
+    to: tuple[str, ...]
+    severities: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    starttls: bool = False
+    username: str | None = None  # literal or "${VAR}"
+    password: str | None = None  # only ever "${VAR}": resolved at send time, never stored
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    repeat_interval_minutes: float = 60.0
+    webhooks: tuple[WebhookChannel, ...] = ()
+    email: tuple[EmailChannel, ...] = ()
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    """[incidents]: how anomalies group into incidents and when they resolve or reopen."""
+
+    group_window_minutes: float = 5.0  # other signals of a service within this: one incident
+    quiet_minutes: float = 15.0  # no anomaly for this long: auto-resolved
+    reopen_window_minutes: float = 60.0  # recurs within this after resolve: reopened
 
 
 @dataclass(frozen=True)
@@ -104,6 +185,9 @@ class GatewayConfig:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     # Raw [[redaction.patterns]] tables; compiled by suite.redact (validated at load).
     redaction_patterns: tuple[dict[str, Any], ...] = ()
+    slos: tuple[SLO, ...] = ()
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
 
     def routes_by_specificity(self) -> tuple[Route, ...]:
         """Longest prefix first, so /claims/v2 wins over /claims."""
@@ -315,11 +399,23 @@ def _parse_worker(problems: _Problems, raw: object) -> WorkerSettings:
         return WorkerSettings()
     _check_keys(problems, "worker.", raw, WORKER_KEYS)
     values: dict[str, Any] = {}
-    for key in ("ingest_interval_seconds", "rollup_interval_seconds"):
+    for key in (
+        "ingest_interval_seconds",
+        "rollup_interval_seconds",
+        "detect_interval_seconds",
+        "slo_interval_seconds",
+        "notify_interval_seconds",
+        "retention_interval_seconds",
+    ):
         if key in raw:
             v = _number(problems, f"worker.{key}", raw[key], minimum=0.1)
             if v is not None:
                 values[key] = float(v)
+    for key in ("retention_days", "rollup_retention_days"):
+        if key in raw:
+            v = _number(problems, f"worker.{key}", raw[key], minimum=1, integer=True)
+            if v is not None:
+                values[key] = int(v)
     return WorkerSettings(**values)
 
 
@@ -355,6 +451,9 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
     worker = _parse_worker(problems, data.get("worker"))
     capture = _parse_capture(problems, data.get("capture"))
     patterns = _parse_redaction(problems, data.get("redaction"), path)
+    slos = _parse_slos(problems, data.get("slos"), routes, worker)
+    notify = _parse_notify(problems, data.get("notify"))
+    incidents = _parse_incidents(problems, data.get("incidents"))
     problems.raise_if_any()
     return GatewayConfig(
         path=path,
@@ -363,7 +462,25 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
         worker=worker,
         capture=capture,
         redaction_patterns=patterns,
+        slos=slos,
+        notify=notify,
+        incidents=incidents,
     )
+
+
+def _parse_incidents(problems: _Problems, raw: object) -> IncidentSettings:
+    if raw is None:
+        return IncidentSettings()
+    if not isinstance(raw, dict):
+        problems.add("incidents", "must be a table ([incidents])")
+        return IncidentSettings()
+    _check_keys(problems, "incidents.", raw, INCIDENTS_KEYS)
+    values: dict[str, float] = {}
+    for key in sorted(INCIDENTS_KEYS & set(raw)):
+        v = _number(problems, f"incidents.{key}", raw[key], minimum=0, maximum=7 * 24 * 60)
+        if v is not None:
+            values[key] = float(v)
+    return IncidentSettings(**values)
 
 
 def _parse_capture(problems: _Problems, raw: object) -> CaptureSettings:
@@ -422,3 +539,234 @@ def load_gateway_config(path: str | Path, *, missing_ok: bool = False) -> Gatewa
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     return parse_gateway_config(data, str(p))
+
+
+# -- SLOs and notifications ---------------------------------------------------------------
+def _parse_slos(
+    problems: _Problems, raw: object, routes: list[Route], worker: WorkerSettings
+) -> tuple[SLO, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.add("slos", "must be an array of tables ([[slos]] with name, service, objective)")
+        return ()
+    route_names = {r.name for r in routes}
+    slos: list[SLO] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        where = f"slos[{i}]"
+        if not isinstance(item, dict):
+            problems.add(where, "must be a table ([[slos]] with name, service, objective)")
+            continue
+        _check_keys(problems, f"{where}.", item, SLO_KEYS)
+        before = len(problems.items)
+        name = item.get("name")
+        if name is None:
+            problems.add(f"{where}.name", "is required")
+        elif not isinstance(name, str) or not ROUTE_NAME_RE.match(name):
+            problems.add(
+                f"{where}.name",
+                f"{name!r} is not a valid SLO name (letters, digits, '_', '.', '-'; at most 64)",
+            )
+        elif name in seen:
+            problems.add(f"{where}.name", f"{name!r} is already used by slos[{seen[name]}]")
+        else:
+            seen[name] = i
+        service = item.get("service")
+        if service is None:
+            problems.add(f"{where}.service", "is required (the name of a route)")
+        elif service not in route_names:
+            known = ", ".join(sorted(route_names)) or "none defined"
+            problems.add(f"{where}.service", f"{service!r} is not a route name (routes: {known})")
+        objective = item.get("objective")
+        if objective is None:
+            problems.add(f"{where}.objective", "is required (a percentage such as 99.9)")
+        elif isinstance(objective, bool) or not isinstance(objective, int | float):
+            problems.add(f"{where}.objective", f"{objective!r} is not a number")
+        elif not 0 < objective < 100:
+            problems.add(
+                f"{where}.objective",
+                f"{objective!r} is out of range (a percentage strictly between 0 and 100)",
+            )
+        kind = item.get("kind", "availability")
+        if kind not in SLO_KINDS:
+            problems.add(f"{where}.kind", f"{kind!r} is not one of {', '.join(SLO_KINDS)}")
+        threshold = item.get("latency_threshold_ms")
+        if kind == "latency" and threshold is None:
+            problems.add(f"{where}.latency_threshold_ms", "is required for a latency SLO")
+        elif kind != "latency" and threshold is not None:
+            problems.add(f"{where}.latency_threshold_ms", 'only applies to kind = "latency"')
+        elif threshold is not None:
+            _number(problems, f"{where}.latency_threshold_ms", threshold, minimum=0.001)
+        window = item.get("window_days", 30)
+        _number(problems, f"{where}.window_days", window, minimum=1, maximum=400, integer=True)
+        # A latency SLO counts raw requests, so its window must still be on disk.
+        if (
+            kind == "latency"
+            and isinstance(window, int)
+            and not isinstance(window, bool)
+            and window > worker.retention_days
+        ):
+            problems.add(
+                f"{where}.window_days",
+                f"{window} is longer than worker.retention_days ({worker.retention_days}): a "
+                "latency SLO is computed from raw requests, so raise retention_days",
+            )
+        if len(problems.items) > before:
+            continue
+        assert isinstance(name, str) and isinstance(service, str)
+        assert isinstance(objective, int | float) and isinstance(window, int)
+        slos.append(
+            SLO(
+                name=name,
+                service=service,
+                objective=float(objective),
+                kind=kind,
+                latency_threshold_ms=None if threshold is None else float(threshold),
+                window_days=window,
+            )
+        )
+    return tuple(slos)
+
+
+def _string_list(
+    problems: _Problems, key: str, value: object, *, allowed: tuple[str, ...] | None = None
+) -> tuple[str, ...] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        problems.add(key, f"{value!r} must be a list of strings")
+        return None
+    if allowed is not None:
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            problems.add(key, f"{bad[0]!r} is not one of {', '.join(allowed)}")
+            return None
+    return tuple(value)
+
+
+def _channel_common(
+    problems: _Problems, where: str, item: dict[str, Any], seen: dict[str, str]
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    name = item.get("name")
+    if name is None:
+        problems.add(f"{where}.name", "is required")
+    elif not isinstance(name, str) or not ROUTE_NAME_RE.match(name):
+        problems.add(f"{where}.name", f"{name!r} is not a valid channel name")
+    elif name in seen:
+        problems.add(f"{where}.name", f"{name!r} is already used by {seen[name]}")
+    else:
+        seen[name] = where
+        values["name"] = name
+    if "severities" in item:
+        sev = _string_list(problems, f"{where}.severities", item["severities"], allowed=SEVERITIES)
+        if sev is not None:
+            values["severities"] = sev
+    if "services" in item:
+        svc = _string_list(problems, f"{where}.services", item["services"])
+        if svc is not None:
+            values["services"] = svc
+    if "timeout_seconds" in item:
+        t = _number(problems, f"{where}.timeout_seconds", item["timeout_seconds"], minimum=0.1)
+        if t is not None:
+            values["timeout_seconds"] = float(t)
+    return values
+
+
+def _parse_notify(problems: _Problems, raw: object) -> NotifySettings:
+    if raw is None:
+        return NotifySettings()
+    if not isinstance(raw, dict):
+        problems.add("notify", "must be a table ([notify], [[notify.webhooks]], [[notify.email]])")
+        return NotifySettings()
+    _check_keys(problems, "notify.", raw, NOTIFY_KEYS)
+    repeat = 60.0
+    if "repeat_interval_minutes" in raw:
+        v = _number(
+            problems, "notify.repeat_interval_minutes", raw["repeat_interval_minutes"], minimum=1
+        )
+        repeat = float(v) if v is not None else repeat
+    seen: dict[str, str] = {}
+    webhooks: list[WebhookChannel] = []
+    raw_hooks = raw.get("webhooks", [])
+    if not isinstance(raw_hooks, list):
+        problems.add("notify.webhooks", "must be an array of tables ([[notify.webhooks]])")
+        raw_hooks = []
+    for i, item in enumerate(raw_hooks):
+        where = f"notify.webhooks[{i}]"
+        if not isinstance(item, dict):
+            problems.add(where, "must be a table with name and url")
+            continue
+        _check_keys(problems, f"{where}.", item, WEBHOOK_KEYS)
+        before = len(problems.items)
+        values = _channel_common(problems, where, item, seen)
+        url = item.get("url")
+        if url is None:
+            problems.add(f"{where}.url", 'is required (an http(s) URL or "${ENV_VAR}")')
+        elif not (isinstance(url, str) and ENV_REFERENCE_RE.match(url)):
+            parsed = parse_upstream_url(url)
+            if isinstance(parsed, str):
+                problems.add(f"{where}.url", parsed)
+        if len(problems.items) == before:
+            webhooks.append(WebhookChannel(url=str(url), **values))
+    emails: list[EmailChannel] = []
+    raw_email = raw.get("email", [])
+    if not isinstance(raw_email, list):
+        problems.add("notify.email", "must be an array of tables ([[notify.email]])")
+        raw_email = []
+    for i, item in enumerate(raw_email):
+        where = f"notify.email[{i}]"
+        if not isinstance(item, dict):
+            problems.add(where, "must be a table with name, smtp_host, from, to")
+            continue
+        _check_keys(problems, f"{where}.", item, EMAIL_KEYS)
+        before = len(problems.items)
+        values = _channel_common(problems, where, item, seen)
+        host = item.get("smtp_host")
+        if not isinstance(host, str) or not host:
+            problems.add(f"{where}.smtp_host", f"{host!r} is required (a host name)")
+        port = _number(
+            problems,
+            f"{where}.smtp_port",
+            item.get("smtp_port", 25),
+            minimum=1,
+            maximum=65535,
+            integer=True,
+        )
+        sender = item.get("from")
+        if not isinstance(sender, str) or "@" not in sender:
+            problems.add(f"{where}.from", f"{sender!r} is required (an email address)")
+        to = _string_list(problems, f"{where}.to", item.get("to"))
+        if to is not None and (not to or not all("@" in t for t in to)):
+            problems.add(f"{where}.to", f"{list(to)!r} must be a non-empty list of addresses")
+        starttls = item.get("starttls", False)
+        if not isinstance(starttls, bool):
+            problems.add(f"{where}.starttls", f"{starttls!r} must be true or false")
+        username = item.get("username")
+        if username is not None and (not isinstance(username, str) or not username):
+            problems.add(f"{where}.username", f"{username!r} must be a string")
+        password = item.get("password")
+        # A password written into the file would end up in backups and shell history;
+        # only a reference to the environment is accepted.
+        if password is not None and not (
+            isinstance(password, str) and ENV_REFERENCE_RE.match(password)
+        ):
+            problems.add(
+                f"{where}.password",
+                'must be an environment reference such as "${SMTP_PASSWORD}", not the password',
+            )
+        if len(problems.items) == before:
+            emails.append(
+                EmailChannel(
+                    smtp_host=str(host),
+                    smtp_port=int(port or 25),
+                    sender=str(sender),
+                    to=tuple(to or ()),
+                    starttls=starttls,
+                    username=username,
+                    password=password,
+                    **values,
+                )
+            )
+    return NotifySettings(
+        repeat_interval_minutes=repeat, webhooks=tuple(webhooks), email=tuple(emails)
+    )

@@ -36,6 +36,30 @@ def rollup_job(store: Store, config: GatewayConfig) -> Any:
     return rollup_dirty_minutes(store)
 
 
+def detect_job(store: Store, config: GatewayConfig) -> Any:
+    from suite.detect_job import run_detect
+
+    return run_detect(store, config)
+
+
+def slo_job(store: Store, config: GatewayConfig) -> Any:
+    from suite.slo import run_slo
+
+    return run_slo(store, config)
+
+
+def notify_job(store: Store, config: GatewayConfig) -> Any:
+    from suite.notify import run_notify
+
+    return run_notify(store, config)
+
+
+def retention_job(store: Store, config: GatewayConfig) -> Any:
+    from suite.retention import run_retention
+
+    return run_retention(store, config)
+
+
 # In dependency order: --once runs them in this order.
 JOBS: tuple[Job, ...] = (
     Job(
@@ -49,6 +73,31 @@ JOBS: tuple[Job, ...] = (
         rollup_job,
         lambda c: c.worker.rollup_interval_seconds,
         "requests -> metrics_1m for the minutes ingest touched",
+    ),
+    Job(
+        "detect",
+        detect_job,
+        lambda c: c.worker.detect_interval_seconds,
+        "metrics_1m -> anomalies per service and signal -> incidents (dedup, group, resolve)",
+    ),
+    # After detection: SLO pages open incidents, notify tells people, retention tidies.
+    Job(
+        "slo",
+        slo_job,
+        lambda c: c.worker.slo_interval_seconds,
+        "metrics_1m -> SLO burn rates, error budgets, pages/tickets as incidents",
+    ),
+    Job(
+        "notify",
+        notify_job,
+        lambda c: c.worker.notify_interval_seconds,
+        "incidents -> webhook and email notices (repeats, retries, silences)",
+    ),
+    Job(
+        "retention",
+        retention_job,
+        lambda c: c.worker.retention_interval_seconds,
+        "drop raw requests past retention_days once rolled up, rollups past rollup_retention_days",
     ),
 )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import Proc, start_emulator
+from tests.receivers import smtp, webhook  # noqa: F401  (fixtures for every test)
 
 
 @pytest.fixture(autouse=True)
@@ -13,7 +14,11 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Keep the developer's own ~/.aiops and AIOPS_HOME out of every test."""
     home = tmp_path / "home"
     monkeypatch.setenv("AIOPS_HOME", str(home))
-    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    # A user directory that exists (Jupyter and IPython want one), outside tmp_path,
+    # whose contents some tests check.
+    user = tmp_path.parent / f"{tmp_path.name}-user"
+    user.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(user))
     return home
 
 
