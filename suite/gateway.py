@@ -124,7 +124,7 @@ def listen_with_reuse_port() -> None:
         kwargs.setdefault("reuse_port", True)
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    asyncio.start_server = start_server  # type: ignore[assignment]
+    asyncio.start_server = start_server
 
 
 def free_tcp_port(host: str) -> int:

@@ -7,6 +7,11 @@ Paths (any prefix before them is ignored, so /claims/status/500 works):
   /bytes/<n>                     n bytes of body
   /drip?chunks=N&interval_ms=M   a chunked body, one chunk every M ms (slow stream)
   /reset                         close the connection without answering
+  /_emulator/fault?error_ratio=R&status=S&delay_ms=D
+                                 from now on, fail a share R of ordinary requests with
+                                 status S (default 503) and delay every ordinary answer
+                                 by D ms: a fault to detect (`/_emulator/fault` alone
+                                 clears it); answers the fault now in force
   anything else                  200 JSON describing the request (an insurance-ish record)
 """
 
@@ -15,8 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import signal
 import sys
+from dataclasses import asdict, dataclass
 from urllib.parse import parse_qs
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -34,9 +41,32 @@ def _response(status: int, body: bytes, content_type: str = "application/json") 
     return head.encode() + body
 
 
+@dataclass
+class Fault:
+    """What the emulator does to ordinary requests right now (set by /_emulator/fault)."""
+
+    error_ratio: float = 0.0
+    status: int = 503
+    delay_ms: float = 0.0
+
+    @classmethod
+    def from_query(cls, query: dict[str, list[str]]) -> Fault:
+        def num(name: str, default: float) -> float:
+            return float(query.get(name, [default])[0])
+
+        ratio = min(max(num("error_ratio", 0.0), 0.0), 1.0)
+        return cls(ratio, int(num("status", 503)), max(num("delay_ms", 0.0), 0.0))
+
+
+FAULT = Fault()
+_rng = random.Random(1)
+
+
 def _parse_route(target: str) -> tuple[str, str, dict[str, list[str]]]:
     path, _, query = target.partition("?")
     parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["_emulator", "fault"]:
+        return "fault", "", parse_qs(query)
     for i, p in enumerate(parts):
         if p in ("status", "delay", "bytes") and i + 1 < len(parts) and parts[i + 1].isdigit():
             return p, parts[i + 1], parse_qs(query)
@@ -69,6 +99,16 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             length = int(headers.get("content-length", "0") or 0)
             body = await reader.readexactly(length) if length else b""
             action, arg, query = _parse_route(target)
+            global FAULT
+            if action == "fault":
+                FAULT = Fault.from_query(query)
+                writer.write(_response(200, json.dumps(asdict(FAULT)).encode()))
+                await writer.drain()
+                continue
+            if action == "" and FAULT.delay_ms:
+                await asyncio.sleep(FAULT.delay_ms / 1000)
+            if action == "" and FAULT.error_ratio and _rng.random() < FAULT.error_ratio:
+                action, arg = "status", str(FAULT.status)
             if action == "reset":
                 writer.transport.abort()
                 return

@@ -26,8 +26,8 @@ def query_json(home: Path, sql: str) -> list[dict[str, Any]]:
     return json.loads(r.stdout)
 
 
-def run_worker_once(home: Path) -> str:
-    r = run_aiops("worker", "--once", "--home", str(home), timeout=180)
+def run_worker_once(home: Path, *extra: str) -> str:
+    r = run_aiops("worker", "--once", "--home", str(home), *extra, timeout=180)
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"aiops worker --once exited {r.returncode}:\n{out}"
     return out
@@ -108,7 +108,8 @@ def synthetic_row(row_id: str, ts: float, route: str = "claims") -> tuple[object
 def write_segments(spool_dir: Path, segments: int, rows_per_segment: int, tag: str = "t") -> int:
     """Write `segments` spool segments with unique row ids; returns the rows written."""
     spool_dir.mkdir(parents=True, exist_ok=True)
-    base_ts = 1_760_000_000.0
+    # Recent: the worker's retention job deletes raw rows older than retention_days.
+    base_ts = float(int(time.time()) - 3600)
     for s in range(segments):
         rows = [
             synthetic_row(f"{tag}-{s}-{i}", base_ts + s + i / 10_000)
@@ -135,20 +136,24 @@ def secrets_in_spool(home: Path, needles: Iterable[str]) -> list[tuple[str, str]
     return hits
 
 
-def secrets_in_store(home: Path, needles: Iterable[str]) -> list[dict[str, Any]]:
-    """(table, column, needle) for every text or blob value in every table of the DuckDB
-    store that contains a needle, read decoded through the store."""
-    columns = query_json(
-        home,
-        "SELECT table_name AS t, column_name AS c FROM information_schema.columns "
-        "WHERE data_type IN ('VARCHAR', 'BLOB', 'JSON') AND table_schema = 'main'",
-    )
+def secrets_in_store(home: Path, needles: Iterable[str]) -> list[tuple[str, str]]:
+    """(table, needle) for every table of the DuckDB store holding a needle in any text,
+    JSON or blob value, read decoded through the store."""
+    from suite.store import Store
+
+    store = Store(home)
+    columns = store.query(
+        "SELECT table_name AS t, list(column_name) AS cols FROM information_schema.columns "
+        "WHERE data_type IN ('VARCHAR', 'BLOB', 'JSON') AND table_schema = 'main' GROUP BY 1"
+    ).rows()
     assert columns, "no text columns found: the scan would prove nothing"
-    checks = [
-        f"SELECT '{col['t']}' AS t, '{col['c']}' AS c, '{n}' AS needle, count(*) AS n "
-        f'FROM "{col["t"]}" WHERE position(\'{n}\' IN "{col["c"]}"::VARCHAR) > 0'
-        for col in columns
-        for n in needles
-    ]
-    rows = query_json(home, " UNION ALL ".join(checks))
-    return [r for r in rows if r["n"]]
+    hits = []
+    for table, cols in columns:
+        text = "concat_ws('|', " + ", ".join(f'"{c}"::VARCHAR' for c in cols) + ")"
+        for n in needles:
+            found = store.query(
+                f'SELECT count(*) FROM "{table}" WHERE position(? IN {text}) > 0', [n]
+            )
+            if found.item():
+                hits.append((table, n))
+    return hits

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,11 +27,24 @@ def seeded(tmp_path: Path) -> Path:
 
 
 def test_every_subcommand_has_help_and_takes_home() -> None:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    for name, p in sub.choices.items():  # type: ignore[union-attr]
-        text = p.format_help()
-        assert "--home" in text, name
+    """Every command a user can run (`aiops X`, or `aiops X Y` for groups such as
+    `incidents`) describes itself and accepts --home after its own name."""
+
+    def leaves(parser: argparse.ArgumentParser, name: str) -> list[tuple[str, Any]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [(name, parser)]
+        return [
+            leaf
+            for sub in subs
+            for child_name, child in sub.choices.items()
+            for leaf in leaves(child, f"{name} {child_name}".strip())
+        ]
+
+    commands = leaves(build_parser(), "")
+    assert len(commands) > 10
+    for name, p in commands:
+        assert "--home" in p.format_help(), name
         assert p.description, name
 
 
