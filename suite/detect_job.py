@@ -9,9 +9,14 @@ minute after traffic counts as 0, so a traffic drop is seen), error_ratio, laten
 and tokens (prompt + completion, only for services that report them); a missing minute is
 NaN for all but request_rate. Only minutes that are complete are scored: before
 `now - settle_seconds`, rounded down to the minute, since the newest minute's requests may
-still be on their way through the spool. Points at or over the detector's threshold are
-`anomalies` rows and open or refresh incidents; repeats the detector holds back keep the
-incident alive without counting.
+still be on their way through the spool.
+
+A minute is anomalous when the detector flags it: at or over its threshold (an alarm: an
+`anomalies` row, opens or refreshes an incident), or a repeat it holds back within the
+same anomalous episode (score one float step under the threshold: it refreshes the
+incident of its signal without counting, and opens or reopens one when there is none, e.g.
+after a resolve by hand). An incident's quiet period counts from its last anomalous minute.
+Signals get a minimum absolute effect (SIGNAL_PARAMS) where the detector accepts one.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
@@ -34,14 +39,18 @@ import pyarrow.compute as pc
 
 from suite.config import GatewayConfig
 from suite.incidents import (
+    IncidentBook,
     IncidentPolicy,
+    IncidentUpdate,
     Observation,
     incident_policy,
     naive_utc,
-    record_observations,
     utc_now,
 )
 from suite.store import Store
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger("aiops.detect")
 
@@ -53,6 +62,12 @@ KEY = ""
 DEFAULT_SETTLE_SECONDS = 30.0
 _MINUTE_US = 60_000_000
 _PARALLEL_POINTS = 50_000  # below this a thread pool costs more than it saves
+# The smallest change worth an incident, in each signal's own units: without it a series
+# that sat at exactly 0 (errors) or barely moved alarms on any wobble.
+SIGNAL_PARAMS: dict[str, dict[str, float]] = {
+    "error_ratio": {"min_abs": 0.01},  # one percentage point of errors
+    "latency_p95_ms": {"min_abs": 2.0},  # milliseconds
+}
 
 
 class SeriesDetector(Protocol):
@@ -91,12 +106,17 @@ class DetectResult:
 
 
 class DetectorKit(NamedTuple):
-    """How the job makes a detector for one series and saves and restores its state."""
+    """How the job makes a detector for one series and saves and restores its state;
+    `make_for_signal`, when given, makes one with that signal's parameters."""
 
     name: str
     make: Callable[[], SeriesDetector]
     save_state: Callable[[SeriesDetector], bytes]
     restore_state: Callable[[SeriesDetector, bytes], SeriesDetector]
+    make_for_signal: Callable[[str], SeriesDetector] | None = None
+
+    def make_detector(self, signal: str) -> SeriesDetector:
+        return self.make_for_signal(signal) if self.make_for_signal else self.make()
 
 
 def detector_kit(name: str | None = None) -> DetectorKit:
@@ -105,7 +125,7 @@ def detector_kit(name: str | None = None) -> DetectorKit:
     from suite.detect import DEFAULT_DETECTOR, Detector, dump_state, get_detector, load_state
 
     chosen = name or DEFAULT_DETECTOR
-    get_detector(chosen)  # an unknown name fails now, with the registry's message
+    accepted = get_detector(chosen).params  # an unknown name fails now, with its message
 
     # zlib level 1: a state holds weeks of history (~400 KB); compressed to ~40% it is
     # cheaper to compress in the scoring threads than to write to DuckDB every run.
@@ -118,7 +138,11 @@ def detector_kit(name: str | None = None) -> DetectorKit:
         det.set_state(load_state(zlib.decompress(blob)))
         return det
 
-    return DetectorKit(chosen, lambda: get_detector(chosen), save, restore)
+    def make_for_signal(signal: str) -> SeriesDetector:
+        own = {k: v for k, v in SIGNAL_PARAMS.get(signal, {}).items() if k in accepted}
+        return get_detector(chosen, **own)
+
+    return DetectorKit(chosen, lambda: get_detector(chosen), save, restore, make_for_signal)
 
 
 def minute_floor(ts: datetime) -> datetime:
@@ -240,6 +264,8 @@ class _Scored:
     anomaly_scores: np.ndarray
     threshold: float
     held_ts_us: np.ndarray
+    held_values: np.ndarray
+    held_scores: np.ndarray
 
 
 def _service_columns(points: pa.Table) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
@@ -320,14 +346,14 @@ def _score_one(task: _Task, kit: DetectorKit, end: datetime) -> _Scored:
     if task.live is not None:
         det = task.live.detector
     else:
-        det = kit.make()
+        det = kit.make_detector(task.key.signal)
         if task.blob is not None:
             det = kit.restore_state(det, task.blob)
     scores = np.nan_to_num(np.asarray(det.extend(task.ts, task.values), dtype=np.float64), nan=0.0)
     threshold = float(det.threshold)
     hit = scores >= threshold
-    # suite.detect raises one alarm per hold period and caps the repeats one step under
-    # the threshold: those minutes are still anomalous, so they keep the incident open.
+    # suite.detect raises one alarm per anomalous episode and scores the episode's later
+    # anomalous minutes one step under the threshold: they are anomalous too.
     held = (scores == np.nextafter(threshold, 0.0)) & ~hit
     if task.live is None and task.saved is not None:
         # Restored from an older saved state: minutes up to scored_until are on record.
@@ -346,6 +372,8 @@ def _score_one(task: _Task, kit: DetectorKit, end: datetime) -> _Scored:
         anomaly_scores=scores[hit],
         threshold=threshold,
         held_ts_us=task.ts[held].astype(np.int64),
+        held_values=task.values[held],
+        held_scores=scores[held],
     )
 
 
@@ -402,34 +430,66 @@ _STATE_SCHEMA = pa.schema(
 )
 
 
-def _anomaly_rows(scored: list[_Scored]) -> pl.DataFrame:
-    """Every anomaly of the run in time order (ties by service and signal, so one run and
-    several incremental runs feed incidents in the same order)."""
+def _anomalous_minutes(scored: list[_Scored]) -> pl.DataFrame:
+    """Every anomalous minute of the run in time order, alarms before held repeats of the
+    same minute (ties by service and signal, so one run and several incremental runs feed
+    incidents in the same order)."""
+    schema = {
+        "ts_us": pl.Int64,
+        "held": pl.Boolean,
+        "service": pl.String,
+        "signal": pl.String,
+        "value": pl.Float64,
+        "score": pl.Float64,
+        "threshold": pl.Float64,
+    }
     frames = [
         pl.DataFrame(
             {
-                "ts_us": s.anomaly_ts_us,
-                "service": [s.key.service] * len(s.anomaly_ts_us),
-                "signal": [s.key.signal] * len(s.anomaly_ts_us),
-                "value": s.anomaly_values,
-                "score": s.anomaly_scores,
-                "threshold": np.full(len(s.anomaly_ts_us), s.threshold),
+                "ts_us": ts,
+                "held": np.full(len(ts), held),
+                "service": [s.key.service] * len(ts),
+                "signal": [s.key.signal] * len(ts),
+                "value": values,
+                "score": scores,
+                "threshold": np.full(len(ts), s.threshold),
             },
-            schema={
-                "ts_us": pl.Int64,
-                "service": pl.String,
-                "signal": pl.String,
-                "value": pl.Float64,
-                "score": pl.Float64,
-                "threshold": pl.Float64,
-            },
+            schema=schema,
         )
         for s in scored
-        if len(s.anomaly_ts_us)
+        for ts, values, scores, held in (
+            (s.anomaly_ts_us, s.anomaly_values, s.anomaly_scores, False),
+            (s.held_ts_us, s.held_values, s.held_scores, True),
+        )
+        if len(ts)
     ]
     if not frames:
-        return pl.DataFrame()
-    return pl.concat(frames).sort("ts_us", "service", "signal")
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames).sort("ts_us", "held", "service", "signal")
+
+
+def _record_minutes(
+    con: duckdb.DuckDBPyConnection,
+    observations: list[Observation],
+    horizon: datetime,
+    policy: IncidentPolicy,
+) -> tuple[list[IncidentUpdate], np.ndarray]:
+    """Feed the anomalous minutes (in time order) into incidents, then auto-resolve what is
+    quiet at the horizon. A held repeat refreshes the active incident of its signal; with
+    none it opens, groups or reopens one like an alarm, since its minute is as anomalous.
+    Returns the updates and which minutes count (alarms, and held ones that did that)."""
+    book = IncidentBook.load(con, policy, min((o.ts for o in observations), default=horizon))
+    updates: list[IncidentUpdate] = []
+    counted = np.zeros(len(observations), dtype=bool)
+    for i, obs in enumerate(observations):
+        update = book.observe(obs)
+        if obs.refresh_only and update.incident_id is None:
+            update = book.observe(obs._replace(refresh_only=False))
+        counted[i] = not obs.refresh_only or update.action != "refreshed"
+        updates.append(update)
+    book.auto_resolve(horizon)
+    book.save(con)
+    return updates, counted
 
 
 def _write(
@@ -442,7 +502,7 @@ def _write(
     result: DetectResult,
 ) -> None:
     now = utc_now()
-    anomalies = _anomaly_rows(scored)
+    minutes = _anomalous_minutes(scored)
     observations = [
         Observation(
             service=r["service"],
@@ -452,13 +512,9 @@ def _write(
             value=None if np.isnan(r["value"]) else r["value"],
             detector=detector,
             threshold=r["threshold"],
+            refresh_only=r["held"],
         )
-        for r in anomalies.iter_rows(named=True)
-    ]
-    observations += [
-        Observation(s.key.service, s.key.signal, _from_epoch_us(t), refresh_only=True)
-        for s in scored
-        for t in s.held_ts_us.tolist()
+        for r in minutes.iter_rows(named=True)
     ]
     states = pa.table(
         {
@@ -490,7 +546,9 @@ def _write(
                 result.skipped_concurrent = True
                 log.warning("detect: another run saved detector state first; results dropped")
                 return
-            updates = record_observations(con, observations, now=horizon, policy=policy)
+            updates, counted = _record_minutes(con, observations, horizon, policy)
+            anomalies = minutes.filter(pl.Series(counted))
+            ids = [u.incident_id for u, c in zip(updates, counted, strict=True) if c]
             if anomalies.height:
                 ((max_id,),) = con.execute("SELECT coalesce(max(id), 0) FROM anomalies").fetchall()
                 n = anomalies.height
@@ -506,7 +564,7 @@ def _write(
                         "score": anomalies["score"].to_numpy(),
                         "detector": [detector] * n,
                         "threshold": anomalies["threshold"].to_numpy(),
-                        "incident_id": [u.incident_id for u in updates[:n]],
+                        "incident_id": ids,
                         "created_at": [now] * n,
                     },
                     schema=_ANOMALY_SCHEMA,

@@ -28,7 +28,9 @@ Multivariate detectors (one service's signals together: rate, error ratio, p95, 
     det.extend_frame(...), det.update(ts, row), get_state()/set_state() as above
 
 Built in: "default" (the one to use: seasonal residuals + EWMA level shifts + new extremes
-+ flatlines, through an anomaly likelihood, one alarm per hold period), "seasonal" (robust
++ jumps + flatlines, through an anomaly likelihood; a point alarms only when it deviates
+itself by a minimum effect, once per anomalous episode: the episode's later anomalous
+points score np.nextafter(threshold, 0), "held"), "seasonal" (robust
 same-time-of-day/week median baseline), "level_shift" (EWMA chart); multivariate
 "robust_covariance" (trimmed-covariance Mahalanobis) and "isolation_forest", both refit
 every `refit_every` points on past points only. DEFAULT_DETECTOR == "default".

@@ -7,7 +7,7 @@ updates the carry in place; none may read a value later than the point it scores
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
@@ -84,9 +84,18 @@ def seasonal_median(
     return nan_median_columns(cols)
 
 
-def residual_z(
-    ti: np.ndarray, v: FloatArray, carry: State, p: dict[str, Any]
-) -> tuple[FloatArray, FloatArray, FloatArray]:
+class Residuals(NamedTuple):
+    """What residual_z finds per point."""
+
+    z: FloatArray  # |residual| / scale against the baseline in use
+    z_any: FloatArray  # the largest such z against any ready baseline
+    z_creep: FloatArray  # slow creep away from the seasonal shape, in its own sigmas
+    base: FloatArray  # the baseline in use (its forecast of the value)
+    scale: FloatArray  # ... and its robust scale
+    level: FloatArray  # typical |value| before the point (EWMA of |v|)
+
+
+def residual_z(ti: np.ndarray, v: FloatArray, carry: State, p: dict[str, Any]) -> Residuals:
     """Robust z of each value against the best causal baseline available at that point.
 
     Baselines: an EWMA forecast (always), the median of the same time on the last
@@ -94,8 +103,8 @@ def residual_z(
     `min_lags` past values and its recent error scale beats the EWMA's by `season_gain`.
     Also tracks an EWMA (span `creep_span`) of the seasonal residual: a slow creep away
     from yesterday's shape, in units of what that EWMA shows on noise.
-    Returns (|z| against the chosen baseline, the largest |z| against any ready
-    baseline, the creep z).
+    Returns the z against the chosen baseline, the largest z against any ready baseline,
+    the creep z, and the chosen baseline with its scale (see Residuals).
     """
     # Monotone time: a timestamp that steps back (clock fix) is treated as "now".
     t_last = carry.get("t_last")
@@ -118,6 +127,7 @@ def residual_z(
     s = np.maximum(robust_log_scale(r, p["scale_span"], eps, carry, "ls_ewm", p["mean_abs"]), floor)
     z = np.abs(r) / s
     z_any = z
+    base, scale = pred, s
     z_creep = np.zeros(len(v))
     keep = max(p["days"] * DAY_NS, p["weeks"] * WEEK_NS) + DAY_NS // 48
     if p["days"] > 0 or p["weeks"] > 0:
@@ -127,19 +137,20 @@ def residual_z(
         for lags, period, key in ((p["days"], DAY_NS, "ls_day"), (p["weeks"], WEEK_NS, "ls_week")):
             if lags <= 0:
                 continue
-            base, cnt = seasonal_median(full_t, full_v, start, lags, period, step_ns)
+            seas, cnt = seasonal_median(full_t, full_v, start, lags, period, step_ns)
             ok = cnt >= min(p["min_lags"], lags)
-            rs = np.where(ok, v - base, r)
+            rs = np.where(ok, v - seas, r)
             ss = np.maximum(
                 robust_log_scale(rs, p["scale_span"], eps, carry, key, p["mean_abs"]), floor
             )
             use = ok & (ss < p["season_gain"] * s) & (ss < best_s)
-            if p["season_min"]:
-                # Surprising under both baselines, not just the one in favour.
-                z = np.where(use, np.minimum(np.abs(rs) / ss, z), z)
-            else:
-                z = np.where(use, np.abs(rs) / ss, z)
-            z_any = np.where(ok, np.maximum(z_any, np.abs(rs) / ss), z_any)
+            zs = np.abs(rs) / ss
+            # season_min: surprising under both baselines, not just the one in favour.
+            take = use & (zs < z) if p["season_min"] else use
+            z = np.where(take, zs, z)
+            base = np.where(take, seas, base)
+            scale = np.where(take, ss, scale)
+            z_any = np.where(ok, np.maximum(z_any, zs), z_any)
             a = 2.0 / (p["creep_span"] + 1.0)
             drift_prev, carry[key + "_drift"] = ewm_prev(
                 np.where(ok, rs, 0.0), p["creep_span"], carry.get(key + "_drift", 0.0)
@@ -148,7 +159,7 @@ def residual_z(
             zc = np.abs(drift) / (ss * np.sqrt(a / (2 - a)))
             z_creep = np.maximum(z_creep, np.where(ok, zc, 0.0))
             best_s = np.where(use, ss, best_s)
-    return z, z_any, z_creep
+    return Residuals(z, z_any, z_creep, base, scale, level)
 
 
 def level_shift_z(v: FloatArray, carry: State, p: dict[str, Any]) -> FloatArray:
@@ -174,7 +185,8 @@ def level_shift_z(v: FloatArray, carry: State, p: dict[str, Any]) -> FloatArray:
 def range_excess(v: FloatArray, carry: State, window: int) -> FloatArray:
     """How far each value lies beyond the range (max - min) of the `window` points before
     it, as a fraction of that range: 0 inside the range, 0.1 = 10% of the range above the
-    maximum or below the minimum. NaN until there is a range."""
+    maximum or below the minimum. NaN until there is a previous point; infinite for any
+    change after a window that never moved (a jump from a constant, like errors from 0)."""
     tail = carry.get("ext_tail", np.zeros(0))
     full = np.concatenate([tail, v])
     start = len(tail)
@@ -188,9 +200,63 @@ def range_excess(v: FloatArray, carry: State, window: int) -> FloatArray:
     lo = minimum_filter1d(np.where(np.isnan(pad), np.inf, pad), window, origin=origin)
     hi, lo = hi[window - 1 : -1][start:], lo[window - 1 : -1][start:]
     rng = hi - lo
+    beyond = np.maximum(v - hi, lo - v)
     with np.errstate(invalid="ignore", divide="ignore"):
-        excess = np.maximum(v - hi, lo - v) / rng
-    return np.where(np.isfinite(rng) & (rng > 0), np.maximum(excess, 0.0), np.nan)
+        excess = np.where(rng > 0, beyond / np.where(rng > 0, rng, 1.0), np.inf)
+    excess = np.where(beyond > 0, excess, 0.0)
+    return np.where(np.isfinite(rng), excess, np.nan)
+
+
+def recent_excess(
+    full: FloatArray, start: int, at: np.ndarray, window: int, vectorised_above: int = 2000
+) -> FloatArray:
+    """range_excess over the `window` points before each chunk index in `at` only (the
+    few points that need it), where full[start:] is the chunk and full[:start] the points
+    remembered before it (at least `window` of them, once there were that many)."""
+    if len(at) > vectorised_above:  # many: one pass of min/max filters is cheaper
+        return range_excess(full[start:], {"ext_tail": full[:start]}, window)[at]
+    out = np.full(len(at), np.nan)
+    for k, i in enumerate((at + start).tolist()):
+        past = full[max(0, i - window) : i]
+        if len(past):
+            hi, lo, x = float(past.max()), float(past.min()), float(full[i])
+            beyond = max(x - hi, lo - x)
+            out[k] = 0.0 if beyond <= 0 else (beyond / (hi - lo) if hi > lo else np.inf)
+    return out
+
+
+def run_baseline(
+    base: FloatArray, scale: FloatArray, level: FloatArray, candidate: np.ndarray, carry: State
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The baseline, scale and level as they stood when the current run of `candidate`
+    points began (the point's own values outside runs).
+
+    An anomaly drags an EWMA baseline with it, so right after a fault the recovered values
+    look far from the (contaminated) forecast; measured from the baseline frozen at the run
+    start they are back to normal, and the anomaly ends with the fault."""
+    n = len(base)
+    prev = np.asarray(carry.get("run_frozen", np.full(3, np.nan)), dtype=np.float64)
+    at = np.flatnonzero(candidate)  # few: only the candidates need work
+    if n:
+        carry["run_frozen"] = np.full(3, np.nan)
+    if len(at) == 0:
+        return base, scale, level
+    # A candidate starts a run unless the point before it was one (or, for the chunk's
+    # first point, unless a run was open when the last chunk ended).
+    starts = np.empty(len(at), dtype=bool)
+    starts[1:] = np.diff(at) != 1
+    starts[0] = at[0] > 0 or not bool(np.isfinite(prev[0]))
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(at)), -1))
+    frozen = []
+    for k, arr in enumerate((base, scale, level)):
+        # Points of a run that began in an earlier chunk (first == -1) take the carried value.
+        at_start = np.where(first >= 0, arr[at[np.maximum(first, 0)]], prev[k])
+        out = arr.copy()
+        out[at] = at_start
+        frozen.append(out)
+    if at[-1] == n - 1:
+        carry["run_frozen"] = np.array([f[n - 1] for f in frozen])
+    return frozen[0], frozen[1], frozen[2]
 
 
 def flatness(v: FloatArray, carry: State, p: dict[str, Any]) -> np.ndarray:

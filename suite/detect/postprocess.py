@@ -36,18 +36,56 @@ def anomaly_likelihood(
     return score
 
 
-def suppress_repeats(score: FloatArray, carry: State, *, threshold: float, hold: int) -> FloatArray:
-    """After an alarm, cap scores at np.nextafter(threshold, 0) for `hold` points: one
-    incident, one alarm (the held points stay recognisable). Loops only over the few points at or above the threshold."""
-    since = int(carry.get("since_alarm", 1 << 40))
-    out = score.copy()
-    last = -since  # index of the last alarm, relative to this chunk
-    # One float step under: callers recognise held points as score == nextafter(thr, 0).
+def alarm_once_per_episode(
+    score: FloatArray,
+    anomalous: np.ndarray,
+    carry: State,
+    *,
+    threshold: float,
+    rearm: int,
+    severity: FloatArray | None = None,
+    escalate: float = 0.0,
+) -> FloatArray:
+    """One alarm per anomalous episode: the first point of an episode at or over the
+    threshold keeps its score; the episode's later anomalous points are held, scored
+    np.nextafter(threshold, 0) ("still anomalous, already told"). An episode is a stretch
+    of anomalous points with fewer than `rearm` normal points between them, so the
+    detector re-arms once the series has been back to normal for `rearm` points. Within
+    an episode a point scoring 1 whose `severity` is `escalate` times the largest told so
+    far is told again: a small false alarm never hides a much larger anomaly after it.
+    Points that are not anomalous stay under the threshold."""
     cap = np.nextafter(threshold, 0.0)
-    for i in np.flatnonzero(score >= threshold):
-        if i - last < hold:
-            out[i] = min(out[i], cap)
-        else:
-            last = int(i)
-    carry["since_alarm"] = int(len(score) - last)
+    out = np.where(anomalous, score, np.minimum(score, threshold * 0.999))
+    gap0 = int(carry.get("ep_gap", 1 << 40))  # normal points since the last anomalous one
+    told0 = float(carry.get("ep_told", 0.0))  # largest severity told in the open episode
+    idx = np.flatnonzero(anomalous)
+    n = len(score)
+    if len(idx) == 0:
+        carry["ep_gap"] = min(gap0 + n, 1 << 40)
+        return out
+    gaps = np.diff(idx, prepend=idx[0] - 1) - 1
+    gaps[0] = gap0 + idx[0]
+    new = gaps >= rearm
+    sev = severity[idx] if severity is not None else np.zeros(len(idx))
+    # Which hits are alarms: a loop over the hits only (few; an episode's later hits are
+    # mostly held), since each depends on what its episode told before.
+    alarm = np.zeros(len(idx), dtype=bool)
+    ep = np.cumsum(new)
+    told, told_ep = told0, 0
+    for k in np.flatnonzero(score[idx] >= threshold).tolist():
+        if ep[k] != told_ep:
+            told, told_ep = 0.0, int(ep[k])
+        if told == 0.0 or (escalate > 0 and score[idx[k]] >= 1.0 and sev[k] >= escalate * told):
+            alarm[k] = True
+            told = max(float(sev[k]), 1e-300)
+    if ep[-1] != told_ep:
+        told = 0.0
+    a = alarm.astype(np.int64)
+    before = np.cumsum(a) - a  # alarms before each anomalous point, in the chunk
+    # ... of which in earlier episodes: the count at the latest episode start (nondecreasing).
+    at_start = np.maximum.accumulate(np.where(new, before, 0))
+    told_before = (before - at_start > 0) | ((ep == 0) & (told0 > 0))
+    out[idx[told_before & ~alarm]] = cap
+    carry["ep_gap"] = int(n - 1 - idx[-1])
+    carry["ep_told"] = float(told)
     return out

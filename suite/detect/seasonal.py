@@ -21,9 +21,9 @@ BASELINE_DEFAULTS: dict[str, Any] = {
     "days": 7,  # same time of day on the last N days
     "weeks": 2,  # same time of week on the last N weeks
     "min_lags": 2,  # seasonal values needed before a seasonal baseline is trusted
-    "season_gain": 0.8,
+    "season_gain": 0.8,  # seasonal scale must beat the EWMA's by this factor
     "season_min": False,
-    "creep_span": 60.0,  # points: EWMA of the seasonal residual that shows a slow creep  # seasonal scale must beat the EWMA's by this factor
+    "creep_span": 60.0,  # points: EWMA of the seasonal residual that shows a slow creep
     "scale_floor": 1e-4,  # scale never below this fraction of the series' typical level
     "range_floor": 0.01,  # scale never below this fraction of the range seen so far
     "mean_abs": 0.0,  # scale >= this times the mean |residual| (for counts; 1.25 = sigma)
@@ -62,5 +62,5 @@ class SeasonalRobustDetector(Detector):
         self, ts_ns: np.ndarray, values: FloatArray, carry: State
     ) -> tuple[FloatArray, State]:
         carry = dict(carry)
-        z, _, _ = residual_z(ts_ns, values, carry, self.params)
+        z = residual_z(ts_ns, values, carry, self.params).z
         return warm_only(z_to_score(z, float(self.params["z_half"])), carry, self.params), carry

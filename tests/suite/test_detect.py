@@ -104,9 +104,97 @@ def test_default_ignores_short_single_blips(seed: int) -> None:
 
 def test_default_alarms_once_per_incident() -> None:
     t, _ = seasonal_series()
-    found = alarms(get_detector("default"), t, with_anomaly("step"))
-    hold = get_detector("default").params["hold"]
-    assert np.all(np.diff(found) >= hold)
+    for kind in ("step", "spike", "drop", "variance"):
+        found = alarms(get_detector("default"), t, with_anomaly(kind))
+        assert len(found) == 1, (kind, found)
+
+
+HELD = float(np.nextafter(0.5, 0.0))
+
+
+def quiet_minutes(
+    n: int = 600, level: float = 4.5, sd: float = 0.03
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minutes of a steady, low-variance metric (a p95 of ~4.5 ms)."""
+    v = level + np.random.default_rng(21).normal(0, sd, n)
+    return START + np.arange(n) * MINUTE, v
+
+
+@pytest.mark.parametrize("rise", [1.1, 1.17, 1.2])
+def test_default_needs_a_minimum_effect_in_a_quiet_series(rise: float) -> None:
+    t, v = quiet_minutes()
+    v[450] = 4.5 * rise  # a new extreme by many of its tiny sigmas, but only 10-20%
+    det = get_detector("default")
+    scores = det.score_series(t, v)
+    assert np.all(scores < HELD), np.flatnonzero(scores >= HELD)
+    v[450] = 4.5 * 3  # a real spike
+    assert alarms(det, t, v).tolist() == [450]
+    # An absolute floor in the series' units (the detect job's per-signal min_abs).
+    v[450:460] = 4.5 * 1.4
+    assert 450 in alarms(det, t, v)
+    assert alarms(get_detector("default", min_abs=2.0), t, v).tolist() == []
+
+
+@pytest.mark.parametrize("before", ["zero", "constant", "near_constant"])
+def test_default_alarms_at_once_on_a_jump_from_a_flat_baseline(before: str) -> None:
+    n = 600
+    t = START + np.arange(n) * MINUTE
+    rng = np.random.default_rng(3)
+    v = {
+        "zero": np.zeros(n),
+        "constant": np.full(n, 0.02),
+        "near_constant": 0.02 + rng.normal(0, 0.0005, n),
+    }[before]
+    v[500:510] = 0.5  # error ratio 0 -> 50%
+    det = get_detector("default")
+    assert alarms(det, t, v).tolist() == [500]
+    scores = det.score_series(t, v)
+    assert np.all(scores[501:510] == HELD)  # the episode goes on: held, not told again
+    assert np.all(scores[510:] < HELD)  # ... and ends with the fault
+
+
+def test_default_anomaly_ends_when_the_values_are_back() -> None:
+    t, v = quiet_minutes()
+    v[450:452] = 125.0  # a two-minute fault: the EWMA baseline is dragged up by it
+    scores = get_detector("default").score_series(t, v)
+    assert scores[450] >= 0.5 and scores[451] == HELD
+    # Back to ~4.5 ms: far from the dragged forecast, but not from the baseline before.
+    assert np.all(scores[452:] < HELD)
+    # Live, one minute at a time through the fault, from a saved state: the same.
+    first = get_detector("default")
+    first.extend(t[:400], v[:400])
+    live = get_detector("default")
+    live.set_state(load_state(dump_state(first.get_state())))
+    got = np.array([live.update(ts, x) for ts, x in zip(t[400:], v[400:], strict=True)])
+    np.testing.assert_allclose(got, scores[400:], rtol=1e-9, atol=1e-9)
+
+
+def test_a_false_alarm_never_blinds_the_default_to_a_larger_anomaly() -> None:
+    t, v = quiet_minutes()
+    v[450] = 18.0  # a one-minute spike: alarms
+    v[460:462] = 125.0  # ten minutes later, a real fault
+    v[560] = 300.0  # and later again, larger still
+    det = get_detector("default")
+    assert alarms(det, t, v).tolist() == [450, 460, 560]
+    # A fault that goes on is one episode, held (not told again) while it deviates.
+    v2 = v.copy()
+    v2[450:520] = 125.0 + np.random.default_rng(5).normal(0, 3, 70)
+    scores = det.score_series(t, v2)
+    assert alarms(det, t, v2)[0] == 450 and np.sum(scores[450:520] >= 0.5) == 1
+    assert np.all(scores[451:465] == HELD)
+
+
+def test_default_scores_under_the_threshold_where_the_point_itself_is_normal() -> None:
+    t, _ = seasonal_series()
+    v = with_anomaly("variance")
+    det = get_detector("default")
+    scores = det.score_series(t, v)
+    # Jitter: the likelihood stays high for the whole stretch, but only points that are
+    # far (3 sigmas of the usual noise) from the daily curve themselves reach it.
+    truth = 100 + 10 * np.sin(2 * np.pi * (np.arange(N) % 1440) / 1440)
+    flagged = scores >= HELD
+    assert flagged[ONSET:].sum() > 0 and not flagged[:ONSET].any()
+    assert np.all(np.abs(v - truth)[flagged] > 3.0)
 
 
 def test_default_sees_an_error_burst_and_runaway_tokens() -> None:
@@ -268,6 +356,10 @@ def test_registry_function_form_and_errors() -> None:
         get_detector("nope")
     with pytest.raises(DetectorError, match="unknown parameter"):
         get_detector("default", colour="red")
+    with pytest.raises(DetectorError, match="gate_z must be > 0"):
+        get_detector("default", gate_z=0)
+    with pytest.raises(DetectorError, match="jump_window must be <= extreme_window"):
+        get_detector("default", jump_window=6000)
     with pytest.raises(DetectorError, match="fast_span < slow_span"):
         get_detector("level_shift", fast_span=500)
     with pytest.raises(DetectorError, match="not a Detector subclass"):

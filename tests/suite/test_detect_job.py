@@ -323,11 +323,100 @@ def test_repeats_the_detector_holds_back_keep_the_incident_open(tmp_path: Path) 
     assert (second["opened_at"], second["reopened_count"]) == (START + timedelta(minutes=170), 0)
 
 
-def test_held_back_repeats_never_open_an_incident(tmp_path: Path) -> None:
+def test_held_repeats_reopen_an_incident_resolved_while_the_episode_goes_on(
+    tmp_path: Path,
+) -> None:
+    from suite.incidents import get_incident, resolve
+
     store = Store(tmp_path / "h")
-    seed_metrics(store, "a", START, requests=[0] * 60, latency=[HELD] * 60)
+    scores = [0.1] * 120
+    scores[50] = 1.0
+    scores[51:81] = [HELD] * 30  # the same episode, still anomalous
+    seed_metrics(store, "claims-api", START, requests=[0] * 120, latency=scores)
     run_detect(store, None, now=START + timedelta(minutes=60), detector=ECHO, settle_seconds=0)
-    assert list_incidents(store).is_empty() and anomalies(store).is_empty()
+    (first,) = list_incidents(store)["id"].to_list()
+    resolve(store, first, "ops", "looks fine to me")  # by hand, mid-episode
+    run_detect(store, None, now=START + timedelta(minutes=120), detector=ECHO, settle_seconds=0)
+    # The next anomalous minute brings the incident back, and it is counted there.
+    inc = get_incident(store, first)
+    assert (inc["reopened_count"], inc["last_seen_at"]) == (1, START + timedelta(minutes=80))
+    assert inc["resolved_at"] == START + timedelta(minutes=95)
+    found = anomalies(store)
+    assert found["ts"].to_list() == [START + timedelta(minutes=50), START + timedelta(minutes=60)]
+    assert set(found["incident_id"]) == {first}
+
+
+def _quiet_service_with_a_fault(store: Store, *, blip: float, fault_at: int, minutes: int) -> None:
+    """Eight hours of a steady service (p95 ~4.5 ms with a little noise, no errors), one
+    latency blip at minute 480, then a two-minute fault at `fault_at`: half the requests
+    fail and p95 is 125 ms; then normal again."""
+    rng = np.random.default_rng(11)
+    latency = 4.5 + rng.normal(0, 0.03, minutes)
+    latency[480] = blip
+    errors = np.zeros(minutes)
+    errors[fault_at : fault_at + 2] = 0.5
+    latency[fault_at : fault_at + 2] = 125.0
+    seed_metrics(
+        store,
+        "claims-api",
+        START,
+        requests=np.round(noise(minutes, 480, 8, 12)),
+        error_ratio=errors,
+        latency=latency,
+    )
+
+
+def test_a_small_blip_raises_nothing_and_the_fault_after_it_one_incident(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h")
+    fault = 490
+    _quiet_service_with_a_fault(store, blip=4.5 * 1.17, fault_at=fault, minutes=540)
+    # Live: the worker runs every few minutes, around the blip and through the fault.
+    for minute in (470, 481, 485, 490, 491, 492, 495, 500, 510, 540):
+        run_detect(store, None, now=START + timedelta(minutes=minute), settle_seconds=0)
+    found = anomalies(store)
+    in_fault = {START + timedelta(minutes=fault + k) for k in range(2)}
+    assert set(found["ts"]) <= in_fault
+    # The error ratio jumps from a flat 0: told in its very first minute, as is the p95.
+    first = found.filter(pl.col("ts") == START + timedelta(minutes=fault))
+    assert set(first["signal"]) == {"error_ratio", "latency_p95_ms"}
+    incs = list_incidents(store)
+    assert incs.height == 1
+    inc = incs.row(0, named=True)
+    assert inc["opened_at"] == START + timedelta(minutes=fault)
+    assert set(inc["signals"]) == {"error_ratio", "latency_p95_ms"}
+    # Quiet from the last anomalous minute: resolved one quiet period after the fault.
+    assert inc["last_seen_at"] in in_fault
+    assert inc["status"] == "resolved"
+    assert inc["resolved_at"] == inc["last_seen_at"] + timedelta(minutes=15)
+
+
+def test_a_false_alarm_does_not_hide_a_fault_ten_minutes_later(tmp_path: Path) -> None:
+    from suite.incidents import IncidentPolicy
+
+    store = Store(tmp_path / "h")
+    fault = 490
+    # A blip big enough to alarm (p95 x4 for one minute), and a short quiet period, as in
+    # the run that found the bug: the blip's incident resolves before the fault.
+    _quiet_service_with_a_fault(store, blip=18.0, fault_at=fault, minutes=540)
+    policy = IncidentPolicy(quiet_period=timedelta(minutes=2))
+    for minute in (485, 495, 540):
+        run_detect(
+            store, None, now=START + timedelta(minutes=minute), settle_seconds=0, policy=policy
+        )
+    found = anomalies(store)
+    blip = found.filter(pl.col("ts") == START + timedelta(minutes=480))
+    assert blip["signal"].to_list() == ["latency_p95_ms"]
+    fault_rows = found.filter(pl.col("ts") >= START + timedelta(minutes=fault))
+    assert set(fault_rows["signal"]) == {"error_ratio", "latency_p95_ms"}
+    assert fault_rows["ts"].min() == START + timedelta(minutes=fault)
+    assert set(fault_rows["ts"]) <= {START + timedelta(minutes=fault + k) for k in range(2)}
+    # The blip's incident resolved 2 minutes after it; the fault has its own, quiet again
+    # 2 minutes after its last minute.
+    blip_inc, fault_inc = list_incidents(store).sort("opened_at").iter_rows(named=True)
+    assert blip_inc["resolved_at"] == START + timedelta(minutes=480 + 2)
+    assert fault_inc["opened_at"] == START + timedelta(minutes=fault)
+    assert set(fault_inc["signals"]) == {"error_ratio", "latency_p95_ms"}
+    assert fault_inc["resolved_at"] == START + timedelta(minutes=fault + 1 + 2)
 
 
 def _real_detector_data(store: Store) -> tuple[datetime, int]:
