@@ -583,7 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN.csv", help="input CSV with timestamp,value columns")
     p.add_argument("--output", required=True, metavar="OUT.csv", help="output CSV")
     p.add_argument(
-        "--detector", default="default", metavar="NAME", help="registered detector (default: default)"
+        "--detector",
+        default="default",
+        metavar="NAME",
+        help="registered detector (default: default)",
     )
     p.set_defaults(func=cmd_detect_series)
     return parser
