@@ -258,6 +258,20 @@ def _number(
     return value
 
 
+def _table(
+    problems: _Problems, name: str, raw: object, known: set[str], form: str = ""
+) -> dict[str, Any] | None:
+    """The top-level table `name`, its unknown keys reported; None when it is absent or
+    not a table (reported too), so the caller falls back to the defaults."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.add(name, f"must be a table ({form or f'[{name}]'})")
+        return None
+    _check_keys(problems, f"{name}.", raw, known)
+    return raw
+
+
 def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
     where = f"routes[{i}]"
     if not isinstance(raw, dict):
@@ -345,12 +359,9 @@ def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
 
 
 def _parse_gateway(problems: _Problems, raw: object) -> GatewaySettings:
+    raw = _table(problems, "gateway", raw, GATEWAY_KEYS)
     if raw is None:
         return GatewaySettings()
-    if not isinstance(raw, dict):
-        problems.add("gateway", "must be a table ([gateway])")
-        return GatewaySettings()
-    _check_keys(problems, "gateway.", raw, GATEWAY_KEYS)
     values: dict[str, Any] = {}
     if "listen_host" in raw:
         if isinstance(raw["listen_host"], str) and raw["listen_host"]:
@@ -392,12 +403,9 @@ def _parse_gateway(problems: _Problems, raw: object) -> GatewaySettings:
 
 
 def _parse_worker(problems: _Problems, raw: object) -> WorkerSettings:
+    raw = _table(problems, "worker", raw, WORKER_KEYS)
     if raw is None:
         return WorkerSettings()
-    if not isinstance(raw, dict):
-        problems.add("worker", "must be a table ([worker])")
-        return WorkerSettings()
-    _check_keys(problems, "worker.", raw, WORKER_KEYS)
     values: dict[str, Any] = {}
     for key in (
         "ingest_interval_seconds",
@@ -469,12 +477,9 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
 
 
 def _parse_incidents(problems: _Problems, raw: object) -> IncidentSettings:
+    raw = _table(problems, "incidents", raw, INCIDENTS_KEYS)
     if raw is None:
         return IncidentSettings()
-    if not isinstance(raw, dict):
-        problems.add("incidents", "must be a table ([incidents])")
-        return IncidentSettings()
-    _check_keys(problems, "incidents.", raw, INCIDENTS_KEYS)
     values: dict[str, float] = {}
     for key in sorted(INCIDENTS_KEYS & set(raw)):
         v = _number(problems, f"incidents.{key}", raw[key], minimum=0, maximum=7 * 24 * 60)
@@ -484,12 +489,9 @@ def _parse_incidents(problems: _Problems, raw: object) -> IncidentSettings:
 
 
 def _parse_capture(problems: _Problems, raw: object) -> CaptureSettings:
+    raw = _table(problems, "capture", raw, CAPTURE_KEYS)
     if raw is None:
         return CaptureSettings()
-    if not isinstance(raw, dict):
-        problems.add("capture", "must be a table ([capture])")
-        return CaptureSettings()
-    _check_keys(problems, "capture.", raw, CAPTURE_KEYS)
     if "max_body_bytes" in raw:
         v = _number(
             problems, "capture.max_body_bytes", raw["max_body_bytes"], minimum=0, integer=True
@@ -500,12 +502,11 @@ def _parse_capture(problems: _Problems, raw: object) -> CaptureSettings:
 
 
 def _parse_redaction(problems: _Problems, raw: object, path: str) -> tuple[dict[str, Any], ...]:
+    raw = _table(
+        problems, "redaction", raw, REDACTION_KEYS, "[redaction] or [[redaction.patterns]]"
+    )
     if raw is None:
         return ()
-    if not isinstance(raw, dict):
-        problems.add("redaction", "must be a table ([redaction] or [[redaction.patterns]])")
-        return ()
-    _check_keys(problems, "redaction.", raw, REDACTION_KEYS)
     specs = raw.get("patterns", [])
     if not isinstance(specs, list) or not all(isinstance(x, dict) for x in specs):
         problems.add(
@@ -673,12 +674,11 @@ def _channel_common(
 
 
 def _parse_notify(problems: _Problems, raw: object) -> NotifySettings:
+    raw = _table(
+        problems, "notify", raw, NOTIFY_KEYS, "[notify], [[notify.webhooks]], [[notify.email]]"
+    )
     if raw is None:
         return NotifySettings()
-    if not isinstance(raw, dict):
-        problems.add("notify", "must be a table ([notify], [[notify.webhooks]], [[notify.email]])")
-        return NotifySettings()
-    _check_keys(problems, "notify.", raw, NOTIFY_KEYS)
     repeat = 60.0
     if "repeat_interval_minutes" in raw:
         v = _number(
