@@ -107,6 +107,8 @@ def diagnosis(home: Path, t: datetime) -> str:
     return f"t={t:%H:%M}\nminutes: {minutes}\nanomalies: {anomalies}"
 
 
+# Real time: up to a minute to reach a minute boundary, then about seven minutes of traffic.
+@pytest.mark.timeout(900)
 def test_fault_opens_one_incident_notifies_and_resolves(
     tmp_path: Path, home: Path, procs: list[Proc], webhook: WebhookReceiver, smtp: Mailbox
 ) -> None:
