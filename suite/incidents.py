@@ -20,13 +20,14 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 
+from suite.clock import naive_utc, utc_now
 from suite.config import GatewayConfig
 from suite.errors import AiopsError
 from suite.store import Store
@@ -133,14 +134,6 @@ def default_actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def naive_utc(ts: datetime) -> datetime:
-    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
 
 
 # -- the in-memory book: pure lifecycle logic, loaded and saved in one transaction ----------

@@ -17,12 +17,13 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 
+from suite.clock import naive_utc
 from suite.config import ENV_REFERENCE_RE, EmailChannel, GatewayConfig, WebhookChannel
 from suite.errors import AiopsError, ConfigError
 from suite.incidents import Event, save_events
@@ -110,12 +111,6 @@ class NotifyResult:
         )
 
 
-def _utc_naive(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC).replace(tzinfo=None)
-    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
-
-
 # -- durations, silences and maintenance windows -------------------------------------------
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -155,7 +150,7 @@ def add_silence(
         raise ConfigError("--service and --signal must not be empty (use '*' for any)")
     if not reason.strip():
         raise ConfigError("--reason: say why (it is shown to whoever wonders why nothing came)")
-    at = _utc_naive(now)
+    at = naive_utc(now)
     with store.write() as con:
         sid = _next_id(con, "silences")
         con.execute(
@@ -176,7 +171,7 @@ def _whoami() -> str:
 def list_silences(
     store: Store, *, include_expired: bool = False, now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    at = _utc_naive(now)
+    at = naive_utc(now)
     where = "" if include_expired else "WHERE expires_at > $now"
     df = store.query(
         "SELECT id, service, signal, created_at, expires_at, created_by, reason, "
@@ -188,7 +183,7 @@ def list_silences(
 
 def expire_silence(store: Store, silence_id: int, *, now: datetime | None = None) -> None:
     """End a silence now (its row is kept, for the record)."""
-    at = _utc_naive(now)
+    at = naive_utc(now)
     with store.write() as con:
         row = con.execute("SELECT expires_at FROM silences WHERE id = ?", [silence_id]).fetchone()
         if row is None:
@@ -209,14 +204,14 @@ def add_maintenance_window(
     now: datetime | None = None,
 ) -> int:
     """During [starts_at, ends_at) the service's incidents are kept but not notified."""
-    start, end = _utc_naive(starts_at), _utc_naive(ends_at)
+    start, end = naive_utc(starts_at), naive_utc(ends_at)
     if end <= start:
         raise ConfigError(f"maintenance window for {service}: ends_at must be after starts_at")
     with store.write() as con:
         mid = _next_id(con, "maintenance_windows")
         con.execute(
             "INSERT INTO maintenance_windows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [mid, service, start, end, reason, source, change_id, _utc_naive(now)],
+            [mid, service, start, end, reason, source, change_id, naive_utc(now)],
         )
     return mid
 
@@ -230,7 +225,7 @@ def list_maintenance_windows(
     return store.query(
         "SELECT * FROM maintenance_windows WHERE starts_at <= $at AND ends_at > $at "
         "ORDER BY starts_at, id",
-        {"at": _utc_naive(active_at)},
+        {"at": naive_utc(active_at)},
     ).to_dicts()
 
 
@@ -540,7 +535,7 @@ def run_notify(
 ) -> NotifyResult:
     """The worker job: send what is due for every incident on every matching channel."""
     t0 = time.perf_counter()
-    at = _utc_naive(now)
+    at = naive_utc(now)
     result = NotifyResult()
     channels: list[Channel] = [*config.notify.webhooks, *config.notify.email]
     if not channels:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from suite.clock import naive_utc
 from suite.config import GatewayConfig
 from suite.store import Store
 
@@ -51,12 +52,6 @@ class RetentionResult:
         )
 
 
-def _utc_naive(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC).replace(tzinfo=None)
-    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
-
-
 def _changes(con: DuckDBPyConnection, sql: str, params: dict[str, object]) -> int:
     row = con.execute(sql, params).fetchone()
     return int(row[0]) if row else 0
@@ -67,7 +62,7 @@ def run_retention(
 ) -> RetentionResult:
     """The worker job; returns how many rows of each table went."""
     t0 = time.perf_counter()
-    at = _utc_naive(now)
+    at = naive_utc(now)
     raw_cutoff = at - timedelta(days=config.worker.retention_days)
     rollup_cutoff = at - timedelta(days=config.worker.rollup_retention_days)
     result = RetentionResult()

@@ -10,10 +10,11 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from suite import incidents
+from suite.clock import naive_utc
 from suite.config import SLO, GatewayConfig
 from suite.incidents import Observation
 from suite.store import Store
@@ -114,12 +115,6 @@ class SLOResult:
         )
 
 
-def _utc_naive(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC).replace(tzinfo=None)
-    return now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
-
-
 # Both sources give per-minute (total, bad) counts; each window sums the minutes that
 # start in [now - window, now), so a window never reads the future.
 _AVAILABILITY_MINUTES = """
@@ -165,7 +160,7 @@ def slo_event_counts(
 
 def evaluate_slo(store: Store, slo: SLO, now: datetime | None = None) -> SLOStatus:
     """Burn rates, budget and alert level of one SLO at `now` (naive UTC or aware)."""
-    at = _utc_naive(now)
+    at = naive_utc(now)
     with store.read() as con:
         return _evaluate(con, slo, at)
 
@@ -227,7 +222,7 @@ def run_slo(store: Store, config: GatewayConfig, now: datetime | None = None) ->
     """The worker job: evaluate every configured SLO, open, refresh or resolve its incident
     (suite.incidents) and record its status."""
     t0 = time.perf_counter()
-    at = _utc_naive(now)
+    at = naive_utc(now)
     result = SLOResult(slos=len(config.slos))
     if not config.slos:
         return result
