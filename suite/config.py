@@ -19,6 +19,11 @@ ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ROUTE_KEYS = {
     "name", "prefix", "upstreams", "strip_prefix",
     "llm_provider", "llm_api", "mcp", "capture_bodies",
+    # [keys] route keys
+    # [pool] route keys
+    # [llm-routing] route keys
+    # [ops] route keys
+    # [catalog] route keys
 }  # fmt: skip
 CAPTURE_POLICIES = ("none", "metadata", "redacted", "full")
 LLM_APIS = ("openai", "anthropic")
@@ -45,6 +50,13 @@ WORKER_KEYS = {
 }
 TOP_LEVEL_KEYS = {
     "routes", "gateway", "worker", "capture", "redaction", "slos", "notify", "incidents",
+    # [keys] top-level keys
+    # [pool] top-level keys
+    # [llm-routing] top-level keys
+    # [ops] top-level keys
+    # [changes] top-level keys
+    # [catalog] top-level keys
+    # [capacity] top-level keys
 }  # fmt: skip
 INCIDENTS_KEYS = {"group_window_minutes", "quiet_minutes", "reopen_window_minutes"}
 MODES = ("reverse", "regular")
@@ -68,6 +80,11 @@ class Route:
     llm_api: str | None = None  # 'openai' | 'anthropic' wire format; None: from provider
     mcp: bool = False  # parse JSON-RPC (MCP) on every call of this route
     capture_bodies: str = "none"
+    # [keys] route fields
+    # [pool] route fields
+    # [llm-routing] route fields
+    # [ops] route fields
+    # [catalog] route fields
 
     @property
     def llm_api_family(self) -> str:
@@ -188,6 +205,13 @@ class GatewayConfig:
     slos: tuple[SLO, ...] = ()
     notify: NotifySettings = field(default_factory=NotifySettings)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
+    # [keys] config fields
+    # [pool] config fields
+    # [llm-routing] config fields
+    # [ops] config fields
+    # [changes] config fields
+    # [catalog] config fields
+    # [capacity] config fields
 
     def routes_by_specificity(self) -> tuple[Route, ...]:
         """Longest prefix first, so /claims/v2 wins over /claims."""
@@ -343,6 +367,12 @@ def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
             f"{where}.capture_bodies", f"{capture!r} is not one of {', '.join(CAPTURE_POLICIES)}"
         )
         ok = False
+    extra: dict[str, Any] = {}  # more Route fields, by area:
+    # [keys] route parsing
+    # [pool] route parsing
+    # [llm-routing] route parsing
+    # [ops] route parsing
+    # [catalog] route parsing
     if not ok:
         return None
     assert isinstance(name, str) and isinstance(prefix, str)
@@ -355,6 +385,7 @@ def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
         llm_api=api,
         mcp=mcp,
         capture_bodies=capture,
+        **extra,
     )
 
 
@@ -462,6 +493,14 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
     slos = _parse_slos(problems, data.get("slos"), routes, worker)
     notify = _parse_notify(problems, data.get("notify"))
     incidents = _parse_incidents(problems, data.get("incidents"))
+    extra: dict[str, Any] = {}  # more GatewayConfig fields, by area:
+    # [keys] config parsing
+    # [pool] config parsing
+    # [llm-routing] config parsing
+    # [ops] config parsing
+    # [changes] config parsing
+    # [catalog] config parsing
+    # [capacity] config parsing
     problems.raise_if_any()
     return GatewayConfig(
         path=path,
@@ -473,6 +512,7 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
         slos=slos,
         notify=notify,
         incidents=incidents,
+        **extra,
     )
 
 

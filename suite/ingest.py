@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import duckdb
 
+from suite.change_spool import CHANGE_COLUMN_NAMES, CHANGES_SUBDIR
 from suite.schema import BODY_COLUMN_NAMES, REQUEST_COLUMN_NAMES
 from suite.spool import list_foreign_files, list_ready_segments, quarantine, segment_problem
 from suite.store import Store
@@ -54,6 +55,8 @@ class SegmentKind(NamedTuple):
 SEGMENT_KINDS = (
     SegmentKind("", "requests", REQUEST_COLUMN_NAMES, ("id", "ts")),
     SegmentKind("bodies", "request_bodies", BODY_COLUMN_NAMES, ("request_id", "ts")),
+    # Changes recorded by gateways (reloads, chaos drills, the admin endpoint).
+    SegmentKind(CHANGES_SUBDIR, "changes", CHANGE_COLUMN_NAMES, ("id", "ts", "service", "kind")),
 )
 
 
@@ -133,7 +136,7 @@ def _remove_loaded(paths: list[Path]) -> None:
 def ingest_spool(
     store: Store, spool_dir: Path | None = None, *, quarantine_dir: Path | None = None
 ) -> IngestResult:
-    """Load every ready segment in the spool (requests, then bodies); returns counts."""
+    """Load every ready segment in the spool (requests, bodies, changes); returns counts."""
     spool = spool_dir or store.home.spool_dir
     qdir = quarantine_dir or (spool / "quarantine")
     result = IngestResult()

@@ -225,4 +225,172 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        "0006_changes",
+        (
+            # suite.changes: one row per change, whatever its source (CLI, the gateway's
+            # admin endpoint, a config reload, a chaos drill, an upstream version seen in
+            # traffic, a new route). Ids are strings ("CHG-" + hex) so gateways can mint
+            # them without the store.
+            """
+            CREATE TABLE IF NOT EXISTS changes (
+                id VARCHAR PRIMARY KEY,
+                ts TIMESTAMP NOT NULL,
+                service VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                summary VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                risk VARCHAR,
+                change_type VARCHAR,
+                window_start TIMESTAMP,
+                window_end TIMESTAMP,
+                requested_by VARCHAR,
+                approved_by VARCHAR,
+                approved_at TIMESTAMP,
+                implemented_at TIMESTAMP,
+                closed_at TIMESTAMP,
+                detail VARCHAR,
+                created_at TIMESTAMP NOT NULL,
+                updated_at TIMESTAMP NOT NULL
+            )
+            """,
+            # The lifecycle history of each change (proposed -> approved -> ...).
+            """
+            CREATE TABLE IF NOT EXISTS change_events (
+                id BIGINT PRIMARY KEY,
+                change_id VARCHAR NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                from_status VARCHAR,
+                to_status VARCHAR NOT NULL,
+                actor VARCHAR NOT NULL,
+                note VARCHAR
+            )
+            """,
+            "CREATE INDEX IF NOT EXISTS change_events_by_change ON change_events (change_id)",
+            # Ranked suspect changes per incident (change-incident correlation).
+            """
+            CREATE TABLE IF NOT EXISTS incident_suspects (
+                incident_id BIGINT NOT NULL,
+                change_id VARCHAR NOT NULL,
+                rank INTEGER NOT NULL,
+                score DOUBLE NOT NULL,
+                reason VARCHAR NOT NULL,
+                computed_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (incident_id, change_id)
+            )
+            """,
+        ),
+    ),
+    Migration(
+        "0007_service_catalog_and_problems",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS services (
+                name VARCHAR PRIMARY KEY,
+                owner VARCHAR,
+                tier VARCHAR,
+                sla_target DOUBLE,
+                description VARCHAR,
+                source VARCHAR NOT NULL,
+                first_seen TIMESTAMP,
+                updated_at TIMESTAMP NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS service_dependencies (
+                service VARCHAR NOT NULL,
+                depends_on VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                first_seen TIMESTAMP,
+                last_seen TIMESTAMP,
+                calls BIGINT,
+                PRIMARY KEY (service, depends_on)
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS problems (
+                id BIGINT PRIMARY KEY,
+                fingerprint VARCHAR NOT NULL UNIQUE,
+                title VARCHAR NOT NULL,
+                service VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                root_cause VARCHAR,
+                known_error BOOLEAN NOT NULL DEFAULT false,
+                workaround VARCHAR,
+                incident_count BIGINT NOT NULL,
+                first_seen TIMESTAMP NOT NULL,
+                last_seen TIMESTAMP NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                updated_at TIMESTAMP NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS problem_incidents (
+                problem_id BIGINT NOT NULL,
+                incident_id BIGINT NOT NULL,
+                PRIMARY KEY (problem_id, incident_id)
+            )
+            """,
+        ),
+    ),
+    Migration(
+        "0008_forecasts",
+        (
+            # suite.forecast: one row per series, metric, run and future hour.
+            """
+            CREATE TABLE IF NOT EXISTS forecasts (
+                run_at TIMESTAMP NOT NULL,
+                service VARCHAR NOT NULL,
+                dimension VARCHAR NOT NULL,
+                key VARCHAR NOT NULL,
+                metric VARCHAR NOT NULL,
+                ts TIMESTAMP NOT NULL,
+                yhat DOUBLE NOT NULL,
+                lower DOUBLE NOT NULL,
+                upper DOUBLE NOT NULL,
+                PRIMARY KEY (run_at, service, dimension, key, metric, ts)
+            )
+            """,
+            # One row per series, metric and run: the model, its back-test error and the
+            # predicted time until the configured limit is crossed.
+            """
+            CREATE TABLE IF NOT EXISTS forecast_runs (
+                run_at TIMESTAMP NOT NULL,
+                service VARCHAR NOT NULL,
+                dimension VARCHAR NOT NULL,
+                key VARCHAR NOT NULL,
+                metric VARCHAR NOT NULL,
+                model VARCHAR NOT NULL,
+                history_points BIGINT NOT NULL,
+                horizon_days INTEGER NOT NULL,
+                interval DOUBLE NOT NULL,
+                mape_backtest DOUBLE,
+                limit_value DOUBLE,
+                limit_name VARCHAR,
+                crosses_at TIMESTAMP,
+                hours_to_limit DOUBLE,
+                PRIMARY KEY (run_at, service, dimension, key, metric)
+            )
+            """,
+        ),
+    ),
+    Migration(
+        "0009_audit_log",
+        (
+            # suite.audit: every action a person takes (CLI or dashboard), who and when.
+            """
+            CREATE TABLE IF NOT EXISTS audit_log (
+                id BIGINT PRIMARY KEY,
+                ts TIMESTAMP NOT NULL,
+                actor VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,
+                target_kind VARCHAR NOT NULL,
+                target_id VARCHAR,
+                detail VARCHAR,
+                source VARCHAR NOT NULL
+            )
+            """,
+        ),
+    ),
 )
