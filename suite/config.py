@@ -6,6 +6,7 @@ starts a process or touches the store.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ROUTE_KEYS = {
     "name", "prefix", "upstreams", "strip_prefix",
     "llm_provider", "llm_api", "mcp", "capture_bodies",
+    "provider_key",
     # [keys] route keys
     # [pool] route keys
     # [llm-routing] route keys
@@ -80,6 +82,9 @@ class Route:
     llm_api: str | None = None  # 'openai' | 'anthropic' wire format; None: from provider
     mcp: bool = False  # parse JSON-RPC (MCP) on every call of this route
     capture_bodies: str = "none"
+    # The provider's own key, resolved from "${ENV_VAR}" at load: injected by the gateway so
+    # clients never hold it. Never printed (repr=False), never written anywhere.
+    provider_key: str | None = field(default=None, repr=False)
     # [keys] route fields
     # [pool] route fields
     # [llm-routing] route fields
@@ -368,6 +373,23 @@ def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
         )
         ok = False
     extra: dict[str, Any] = {}  # more Route fields, by area:
+    if "provider_key" in raw:
+        ref = raw["provider_key"]
+        m = ENV_REFERENCE_RE.match(ref) if isinstance(ref, str) else None
+        if m is None:
+            problems.add(
+                f"{where}.provider_key",
+                'must be an environment reference like "${OPENAI_API_KEY}" '
+                "(a literal key in a config file would be a secret on disk)",
+            )
+            ok = False
+        elif not os.environ.get(m.group(1)):
+            problems.add(
+                f"{where}.provider_key", f"environment variable {m.group(1)} is not set or empty"
+            )
+            ok = False
+        else:
+            extra["provider_key"] = os.environ[m.group(1)]
     # [keys] route parsing
     # [pool] route parsing
     # [llm-routing] route parsing
