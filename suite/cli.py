@@ -589,6 +589,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="registered detector (default: default)",
     )
     p.set_defaults(func=cmd_detect_series)
+    # More command groups, each from its own module (add_parser(sub, home)):
+    # [keys] cli
+    # [pool] cli
+    # [llm-routing] cli
+    # [ops] cli
+    # [changes] cli
+    # [catalog] cli
+    # [capacity] cli
     return parser
 
 

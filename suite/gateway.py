@@ -71,6 +71,10 @@ def build_master(
         # Order matters: LLM and MCP set their stream tee before capture wraps it and
         # leave their parsers before capture records; bodies need capture's request id.
         router,
+        # [keys] addons (auth, limits, budgets, provider keys)
+        # [ops] addons (chaos, header rules, deprecation)
+        # [llm-routing] addons (aliases, fallbacks, cache, prompt routes)
+        # [changes] addons (admin endpoint)
         LlmUsage(),
         McpCapture(),
         Capture(),

@@ -80,6 +80,9 @@ JOBS: tuple[Job, ...] = (
         lambda c: c.worker.detect_interval_seconds,
         "metrics_1m -> anomalies per service and signal -> incidents (dedup, group, resolve)",
     ),
+    # [changes] jobs (after detect: suspects for new incidents; automatic changes)
+    # [catalog] jobs
+    # [capacity] jobs
     # After detection: SLO pages open incidents, notify tells people, retention tidies.
     Job(
         "slo",
