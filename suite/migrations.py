@@ -11,6 +11,7 @@ from suite.schema import (
     BODY_COLUMNS,
     REQUEST_COLUMNS,
     REQUESTS_V1_COLUMNS,
+    REQUESTS_V2_COLUMNS,
     add_columns_ddl,
     requests_table_ddl,
 )
@@ -40,7 +41,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "0002_llm_mcp_columns_and_request_bodies",
         (
-            *add_columns_ddl("requests", REQUEST_COLUMNS[REQUESTS_V1_COLUMNS:]),
+            *add_columns_ddl("requests", REQUEST_COLUMNS[REQUESTS_V1_COLUMNS:REQUESTS_V2_COLUMNS]),
             requests_table_ddl("request_bodies", BODY_COLUMNS),
         ),
     ),
@@ -392,5 +393,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
         ),
+    ),
+    Migration(
+        "0010_requests_policy_columns",
+        add_columns_ddl("requests", REQUEST_COLUMNS[REQUESTS_V2_COLUMNS:]),
     ),
 )

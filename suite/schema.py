@@ -96,9 +96,24 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     ),
     Column("mcp_tool_error", pa.bool_(), "BOOLEAN", "a tools/call result flagged isError"),
     Column("body_capture", pa.string(), "VARCHAR", "the route's body capture policy for this call"),
+    # -- 0010: gateway policy and changes ----------------------------------------------------
+    Column("llm_alias", pa.string(), "VARCHAR", "model alias the client asked for"),
+    Column(
+        "fallback_chain",
+        pa.string(),
+        "VARCHAR",
+        "targets tried in order, 'route:model(outcome)' joined by ' > '",
+    ),
+    Column("attempts", pa.int32(), "INTEGER", "upstream attempts (retries and fallbacks)"),
+    Column("cache_hit", pa.bool_(), "BOOLEAN", "answered from the gateway's response cache"),
+    Column("prompt_route", pa.string(), "VARCHAR", "prompt route that made this LLM call"),
+    Column("route_version", pa.string(), "VARCHAR", "the route's API version"),
+    Column("upstream_version", pa.string(), "VARCHAR", "upstream's Server/version header"),
+    Column("chaos", pa.string(), "VARCHAR", "fault a chaos drill injected into this call"),
 )
-# The columns of the first migration, frozen: later columns come with later migrations.
+# The columns of the first migrations, frozen: later columns come with later migrations.
 REQUESTS_V1_COLUMNS = 34
+REQUESTS_V2_COLUMNS = 49
 
 REQUEST_COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in REQUEST_COLUMNS)
 REQUEST_ARROW_SCHEMA = pa.schema([pa.field(c.name, c.arrow) for c in REQUEST_COLUMNS])
