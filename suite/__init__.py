@@ -1,32 +1,45 @@
 """AIOps Suite: the Python API that notebooks and scripts use.
 
-`suite.query(sql)` returns a polars DataFrame read through the same store (and the same
+Everything returns polars DataFrames, read through the same store (and the same
 cross-process lock) as the worker and the dashboards; nothing here keeps DuckDB open.
+
+    import suite
+    suite.connect(home="~/.aiops")            # else $AIOPS_HOME, else ~/.aiops
+    suite.query("SELECT route, count(*) FROM requests GROUP BY route")
+    suite.requests(since="24h", service="claims", kind="llm")
+    suite.incidents(status="open")
+    suite.changes(since="7d")
+    suite.metrics(service="claims", since="6h")
+    suite.detectors.register("mine", MyDetector)      # see suite.detectors
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 from typing import Any
 
-import polars as pl
-
+from suite.api import ApiError, connect, metrics, query, requests
 from suite.store import Store
 
 __version__ = "0.1.0"
-__all__ = ["Store", "connect", "query"]
+__all__ = [
+    "ApiError",
+    "Store",
+    "changes",
+    "connect",
+    "detectors",
+    "incidents",
+    "metrics",
+    "query",
+    "requests",
+]
 
-_default_store: Store | None = None
+# `suite.incidents`, `suite.changes` and `suite.detectors` are modules, imported on first
+# use (so `import suite` stays light); the first two are also callable: see suite.api.
+_LAZY = ("incidents", "changes", "detectors")
 
 
-def connect(home: str | os.PathLike[str] | None = None) -> Store:
-    """Use this home (else `$AIOPS_HOME`, else `~/.aiops`) for later `suite.query` calls."""
-    global _default_store
-    _default_store = Store(home)
-    return _default_store
-
-
-def query(sql: str, params: Any = None) -> pl.DataFrame:
-    """Run read-only SQL against the suite's DuckDB store; returns a polars DataFrame."""
-    store = _default_store or connect()
-    return store.query(sql, params)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"suite.{name}")
+    raise AttributeError(f"module 'suite' has no attribute {name!r}")

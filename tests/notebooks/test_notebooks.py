@@ -13,7 +13,12 @@ PLOTLY = "application/vnd.plotly.v1+json"
 
 
 def test_there_are_notebooks() -> None:
-    assert [p.name for p in NOTEBOOKS][:1] == ["01_explore_traffic.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "01_explore_traffic.ipynb",
+        "02_detector_lab.ipynb",
+        "03_capacity_forecast.ipynb",
+        "04_llm_cost.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
