@@ -32,6 +32,8 @@ META_REQUEST_ID = "aiops_request_id"
 META_DEFERRED = "aiops_deferred"
 # Other addons (LLM, MCP, keys) put column values here; capture merges them in.
 META_FIELDS = "aiops_fields"
+# Set by an addon that rewrites a whole answer (prompt routes): keep the body buffered.
+META_HOLD_RESPONSE = "aiops_hold_response"
 # Responses without a length, or bigger than this, are streamed to the client (and
 # counted on the way) instead of being held in memory.
 STREAM_THRESHOLD_BYTES = 1 << 20
@@ -198,7 +200,7 @@ class Capture:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
-        if resp is None:
+        if resp is None or (flow.metadata.get(META_HOLD_RESPONSE) and not resp.stream):
             return
         if resp.stream:
             counter = _CountingStream(resp.stream)
@@ -308,12 +310,34 @@ def build_request_record(
         gateway_id,
     ) + _LATER_COLUMNS  # fmt: skip
     extra = meta.get(META_FIELDS)
-    if extra:
+    # [changes] the upstream's version (only from an answer the upstream itself sent)
+    version = upstream_version(resp.headers.fields) if resp is not None and not error else None
+    if extra or version:
         values = list(row)
-        for name, value in extra.items():
+        values[_UPSTREAM_VERSION] = version
+        for name, value in (extra or {}).items():
             values[COLUMN_INDEX[name]] = value
         row = tuple(values)
     return row
+
+
+_UPSTREAM_VERSION = COLUMN_INDEX["upstream_version"]
+_VERSION_HEADERS = (b"x-version", b"x-api-version", b"api-version")
+
+
+def upstream_version(fields: tuple[tuple[bytes, bytes], ...]) -> str | None:
+    """The upstream's version from its response headers: x-version, x-api-version or
+    api-version, else Server; at most 100 characters. One pass over the headers."""
+    server = None
+    for name, value in fields:
+        lowered = name.lower()
+        if lowered in _VERSION_HEADERS:
+            return value.decode("latin-1").strip()[:100] or None
+        if lowered == b"server":
+            server = value
+    if server is None:
+        return None
+    return server.decode("latin-1").strip()[:100] or None
 
 
 def _warm_up_parquet() -> None:

@@ -14,6 +14,7 @@ from mitmproxy import ctx, exceptions, http
 from suite.config import GatewayConfig, Route, Upstream, load_gateway_config
 from suite.errors import ConfigError
 from suite.gateway_errors import gateway_error_response, install_json_error_pages
+from suite.pool import META_POOLS, Pools, no_healthy_upstream_response  # [pool]
 
 log = logging.getLogger("aiops.router")
 
@@ -48,7 +49,7 @@ class Router:
     def __init__(self) -> None:
         self.config = GatewayConfig(path="")
         self._routes: tuple[Route, ...] = ()
-        self._next: dict[str, int] = {}
+        self.pools = Pools()  # [pool] strategies, latency and circuit breakers per route
         self._by_authority: dict[tuple[str, str, int], Route] = {}
         self._reverse = True
 
@@ -70,15 +71,15 @@ class Router:
     def set_config(self, config: GatewayConfig) -> None:
         self.config = config
         self._routes = config.routes_by_specificity()
-        self._next = {r.name: 0 for r in config.routes}
+        self.pools.set_config(config)  # [pool] keeps health/latency of upstreams still listed
         self._by_authority = {
             (u.scheme, u.host, u.port): r for r in config.routes for u in r.upstreams
         }
 
-    def next_upstream(self, route: Route) -> Upstream:
-        i = self._next.get(route.name, 0)
-        self._next[route.name] = i + 1
-        return route.upstreams[i % len(route.upstreams)]
+    def next_upstream(self, route: Route) -> Upstream | None:
+        """[pool] The route's next upstream by its strategy, skipping open circuits (suite.pool);
+        None when every upstream's circuit is open."""
+        return self.pools.pick(route)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error:
@@ -110,6 +111,11 @@ class Router:
         upstream = self.next_upstream(route)
         flow.metadata[META_ROUTE] = route.name
         flow.metadata[META_ROUTE_CFG] = route
+        flow.metadata[META_POOLS] = self.pools  # [pool] for retries/fallbacks (proxy_addons.pool)
+        if upstream is None:  # [pool] every upstream's circuit is open
+            flow.metadata[META_ERROR] = "no_healthy_upstream"
+            flow.response = no_healthy_upstream_response(route, self.pools)
+            return
         flow.metadata[META_UPSTREAM] = upstream.url
         if route.capture_bodies != "none":
             flow.metadata.setdefault("aiops_fields", {})["body_capture"] = route.capture_bodies

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from suite.config import GatewayConfig, load_gateway_config
-from suite.errors import AiopsError, ConfigError
+from suite.errors import AiopsError, ConfigError, UsageError
 from suite.home import Home, resolve_home
 from suite.logs import setup_logging
 
@@ -58,6 +58,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from suite.gateway import run_gateway
 
     home = resolve_home(args.home)
+    if args.action == "reload":  # [ops]
+        from suite.config_reload import report_reload, request_reload
+
+        return report_reload(request_reload(home))
     config = _load_config(args, home, required=True)
     mode = args.mode or config.gateway.mode
     if mode == "reverse" and not config.routes:
@@ -66,6 +70,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         )
     listen_host = args.listen_host or config.gateway.listen_host
     listen_port = args.listen_port if args.listen_port is not None else config.gateway.listen_port
+    if args.admin_port is not None:  # [changes] the admin endpoint's port, over the config's
+        from suite.admin_server import with_admin_port
+
+        config = with_admin_port(config, args.admin_port)
     if args.processes < 1:
         raise ConfigError(f"--processes: must be at least 1, got {args.processes}")
     if args.processes > 1:
@@ -77,6 +85,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         ensure_ca(home.ensure())
         child = ["gateway", "--home", str(home.root), "--config", str(config.path)]
         child += ["--listen-host", listen_host, "--listen-port", str(port), "--mode", mode]
+        # [changes] the admin endpoint: only process 0 serves it (AIOPS_GATEWAY_INDEX).
+        child += ["--admin-port", str(config.changes.admin_port)]
         return run_gateway_processes([*child, "--reuse-port"], args.processes)
     return run_gateway(
         config,
@@ -197,7 +207,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.minutes <= 0:
         raise ConfigError(f"--minutes: {args.minutes} must be more than 0")
-    return run_demo(resolve_home(args.home), minutes=args.minutes, headless=args.headless)
+    if args.minutes <= 0 or args.rate <= 0:
+        raise UsageError("--minutes and --rate must be positive")
+    return run_demo(
+        resolve_home(args.home),
+        minutes=args.minutes,
+        headless=args.headless,
+        rate=args.rate,
+        dashboard_port=args.dashboard_port,
+        summary_json=args.summary_json,
+    )
 
 
 def cmd_bench_nab(args: argparse.Namespace) -> int:
@@ -292,7 +311,11 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
     from suite.incidents import get_incident
     from suite.store import Store
 
-    inc = get_incident(Store(resolve_home(args.home)), args.id)
+    store = Store(resolve_home(args.home))
+    inc = get_incident(store, args.id)
+    from suite.changes import suspects  # [changes] suspect changes
+
+    inc["suspects"] = suspects(store, args.id).to_dicts()
     if args.json:
         sys.stdout.write(json.dumps([inc], default=_json_value) + "\n")
         return 0
@@ -310,6 +333,10 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
     for e in inc["events"]:
         detail = f": {e['detail']}" if e["detail"] else ""
         print(f"  {e['ts']:%Y-%m-%d %H:%M:%S}  {e['kind']:<13} {e['actor']}{detail}")
+    from suite.cli_changes import print_suspects  # [changes] suspect changes
+
+    print("suspect changes (most likely first):")
+    print_suspects(inc["suspects"])
     return 0
 
 
@@ -320,16 +347,16 @@ def cmd_incidents_change(args: argparse.Namespace) -> int:
     store = Store(resolve_home(args.home))
     actor = args.actor or incidents.default_actor()
     if args.incidents == "ack":
-        incidents.acknowledge(store, args.id, actor)
+        incidents.acknowledge(store, args.id, actor, source="cli")
         print(f"incident {args.id} acknowledged by {actor}")
     elif args.incidents == "resolve":
-        incidents.resolve(store, args.id, actor, note=args.note)
+        incidents.resolve(store, args.id, actor, note=args.note, source="cli")
         print(f"incident {args.id} resolved by {actor}")
     elif args.incidents == "note":
-        incidents.add_note(store, args.id, actor, args.text)
+        incidents.add_note(store, args.id, actor, args.text, source="cli")
         print(f"note added to incident {args.id}")
     elif args.incidents == "assign":
-        incidents.assign(store, args.id, actor, args.user)
+        incidents.assign(store, args.id, actor, args.user, source="cli")
         print(f"incident {args.id} assigned to {args.user}")
     return 0
 
@@ -435,6 +462,21 @@ def build_parser() -> argparse.ArgumentParser:
         "connections over them, all record to the same spool; default 1)",
     )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(  # [changes]
+        "--admin-port",
+        metavar="P",
+        type=int,
+        help="serve the admin endpoint (POST /changes, GET /healthz) on this port of the "
+        "listen host (default [gateway] admin_port; 0 = off)",
+    )
+    # [ops] `aiops gateway reload`: the running gateways re-read their config file.
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["reload"],
+        help="reload: make the gateways running under --home re-read and apply their config "
+        "file without dropping connections (exit 2 and the reason if it is refused)",
+    )
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser(
@@ -487,13 +529,21 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         parents=[home],
         help="run the whole loop locally: emulated upstreams, gateway, worker, traffic",
-        description="Start emulated insurance APIs, the gateway and the worker, send realistic "
-        "traffic for --minutes, then print what was recorded. Ctrl-C stops everything cleanly.",
+        description="Start emulated insurance APIs, LLM providers and MCP tools, the gateway, "
+        "the worker and the dashboard; send realistic traffic; seed 14 days of history; run a "
+        "chaos drill that opens an incident which resolves when the drill ends. --headless "
+        "skips the dashboard and waits (up to 6 more minutes) for that incident to resolve, "
+        "then prints a summary. Ctrl-C stops everything cleanly.",
     )
     p.add_argument(
         "--minutes", type=float, default=2.0, help="how long to send traffic (default 2)"
     )
     p.add_argument("--headless", action="store_true", help="no dashboard; print a summary (for CI)")
+    p.add_argument("--rate", type=float, default=6.0, help="calls per second to send (default 6)")
+    p.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port (default 8501)")
+    p.add_argument(
+        "--summary-json", type=Path, metavar="FILE", help="also write the summary as JSON"
+    )
     p.set_defaults(func=cmd_demo)
 
     bench = sub.add_parser(
@@ -591,12 +641,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_detect_series)
     # More command groups, each from its own module (add_parser(sub, home)):
     # [keys] cli
+    from suite import cli_keys
+
+    cli_keys.add_parser(sub, home)
     # [pool] cli
     # [llm-routing] cli
     # [ops] cli
+    from suite import cli_chaos, cli_routes
+
+    cli_chaos.add_parser(sub, home)
+    cli_routes.add_parser(sub, home)
     # [changes] cli
+    __import__("suite.cli_changes", fromlist=["add_parser"]).add_parser(sub, home)
     # [catalog] cli
+    __import__("suite.cli_catalog", fromlist=["add_parser"]).add_parser(sub, home)
     # [capacity] cli
+    from suite import cli_capacity
+
+    cli_capacity.add_parser(sub, home)
     return parser
 
 

@@ -10,11 +10,27 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
+from suite.catalog_config import CatalogSettings, ProblemSettings, ServiceSpec  # [catalog]
+from suite.changes_config import GATEWAY_ADMIN_KEYS, ChangesSettings, parse_changes_settings
 from suite.errors import ConfigError
+from suite.pool_config import (  # [pool]
+    CircuitBreaker,
+    LlmAlias,
+    Retries,
+    parse_llm_aliases,
+    parse_route_pool,
+    parse_upstream_entry,
+)
+from suite.prompt_routes import PromptRoute  # [llm-routing]
+from suite.response_cache import CacheSettings  # [llm-routing]
+
+if TYPE_CHECKING:
+    from suite.capacity_config import CapacityLimit
 
 ROUTE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ROUTE_KEYS = {
@@ -22,9 +38,13 @@ ROUTE_KEYS = {
     "llm_provider", "llm_api", "mcp", "capture_bodies",
     "provider_key",
     # [keys] route keys
+    "auth", "rpm", "tpm",
     # [pool] route keys
+    "strategy", "timeout_seconds", "circuit_breaker", "retries",
     # [llm-routing] route keys
+    "cache",
     # [ops] route keys
+    "version", "deprecated", "sunset", "deprecation_link", "request_headers", "response_headers",
     # [catalog] route keys
 }  # fmt: skip
 CAPTURE_POLICIES = ("none", "metadata", "redacted", "full")
@@ -39,6 +59,7 @@ GATEWAY_KEYS = {
     "flush_interval_seconds",
     "flush_rows",
     "max_backlog_rows",
+    *GATEWAY_ADMIN_KEYS,  # [changes] admin endpoint: admin_port, admin_token
 }
 WORKER_KEYS = {
     "ingest_interval_seconds",
@@ -49,18 +70,28 @@ WORKER_KEYS = {
     "retention_interval_seconds",
     "retention_days",
     "rollup_retention_days",
+    "forecast_interval_seconds",  # [capacity]
+    "detect_settle_seconds",
 }
 TOP_LEVEL_KEYS = {
     "routes", "gateway", "worker", "capture", "redaction", "slos", "notify", "incidents",
+    "detect",
     # [keys] top-level keys
     # [pool] top-level keys
+    "llm_aliases",
     # [llm-routing] top-level keys
+    "prompts",
     # [ops] top-level keys
     # [changes] top-level keys
+    "changes",
     # [catalog] top-level keys
+    "services", "catalog", "problems",
     # [capacity] top-level keys
+    "capacity",
 }  # fmt: skip
-INCIDENTS_KEYS = {"group_window_minutes", "quiet_minutes", "reopen_window_minutes"}
+INCIDENTS_KEYS = {
+    "group_window_minutes", "quiet_minutes", "reopen_window_minutes", "max_anomaly_age_minutes",
+}  # fmt: skip
 MODES = ("reverse", "regular")
 
 
@@ -70,6 +101,9 @@ class Upstream(NamedTuple):
     host: str
     port: int
     base_path: str  # "" or "/v2": prepended to the forwarded path
+    # [pool] upstream fields (a table upstream sets them; a plain URL string keeps these)
+    weight: int = 1  # share of traffic under strategy = "weighted"
+    timeout_seconds: float | None = None  # this upstream's timeout; None: the route's
 
 
 @dataclass(frozen=True)
@@ -86,9 +120,25 @@ class Route:
     # clients never hold it. Never printed (repr=False), never written anywhere.
     provider_key: str | None = field(default=None, repr=False)
     # [keys] route fields
+    auth: str = "none"  # "key": callers must present a gateway key (suite.keys)
+    rpm: int | None = None  # requests per minute on this route, all callers together
+    tpm: int | None = None  # LLM tokens per minute on this route, all callers together
     # [pool] route fields
+    strategy: str = "round_robin"  # 'round_robin' | 'weighted' | 'least_latency'
+    timeout_seconds: float | None = None  # default per-upstream timeout (None: no cut-off)
+    circuit_breaker: CircuitBreaker | None = None  # None: passive health off
+    retries: Retries | None = None  # None: no retries
     # [llm-routing] route fields
+    cache: CacheSettings | None = None  # [routes.cache]; None: this route's answers are not cached
     # [ops] route fields
+    version: str | None = None  # API version label, on every row as route_version
+    deprecated: bool = False
+    deprecated_since: datetime | None = None  # None with deprecated: since the gateway saw it
+    sunset: datetime | None = None
+    deprecation_link: str | None = None
+    # (action, name, value) in order remove, set, add; values may hold resolved ${ENV}.
+    request_headers: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
+    response_headers: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     # [catalog] route fields
 
     @property
@@ -126,6 +176,9 @@ class WorkerSettings:
     slo_interval_seconds: float = 60.0
     notify_interval_seconds: float = 15.0
     retention_interval_seconds: float = 3600.0
+    # A minute is scored once this long has passed since it ended (late rows settle).
+    detect_settle_seconds: float = 30.0
+    forecast_interval_seconds: float = 3600.0  # [capacity] hourly forecasts
     # Raw requests (and bodies) are kept this long, but only once their minute is rolled up.
     retention_days: int = 30
     rollup_retention_days: int = 400
@@ -189,6 +242,19 @@ class NotifySettings:
     email: tuple[EmailChannel, ...] = ()
 
 
+DETECT_KEYS = {"detector", "plugins"}
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """[detect]: which registered detector the worker runs, and modules that register more."""
+
+    detector: str = "default"
+    # Python modules ("pkg.mod") or .py files imported by the worker before it detects;
+    # they call suite.detectors.register(...). Paths are relative to the config file.
+    plugins: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class IncidentSettings:
     """[incidents]: how anomalies group into incidents and when they resolve or reopen."""
@@ -196,6 +262,9 @@ class IncidentSettings:
     group_window_minutes: float = 5.0  # other signals of a service within this: one incident
     quiet_minutes: float = 15.0  # no anomaly for this long: auto-resolved
     reopen_window_minutes: float = 60.0  # recurs within this after resolve: reopened
+    # Anomalies older than this when first scored (history imports, backfills) are kept
+    # but open no incident; None: every anomaly counts, however old.
+    max_anomaly_age_minutes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -210,13 +279,21 @@ class GatewayConfig:
     slos: tuple[SLO, ...] = ()
     notify: NotifySettings = field(default_factory=NotifySettings)
     incidents: IncidentSettings = field(default_factory=IncidentSettings)
+    detect: DetectSettings = field(default_factory=DetectSettings)
     # [keys] config fields
     # [pool] config fields
+    llm_aliases: tuple[LlmAlias, ...] = ()  # [[llm_aliases]]: model aliases with fallbacks
     # [llm-routing] config fields
+    prompts: tuple[PromptRoute, ...] = ()  # [[prompts]]: POST /prompts/<name>
     # [ops] config fields
     # [changes] config fields
+    changes: ChangesSettings = field(default_factory=ChangesSettings)
     # [catalog] config fields
+    services: tuple[ServiceSpec, ...] = ()  # [[services]] (suite.catalog_config)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    problems: ProblemSettings = field(default_factory=ProblemSettings)
     # [capacity] config fields
+    capacity: tuple[CapacityLimit, ...] = ()  # [[capacity]] limits (suite.capacity_config)
 
     def routes_by_specificity(self) -> tuple[Route, ...]:
         """Longest prefix first, so /claims/v2 wins over /claims."""
@@ -340,7 +417,7 @@ def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
         ok = False
     else:
         for j, u in enumerate(upstreams_raw):
-            parsed = parse_upstream_url(u)
+            parsed = parse_upstream_entry(u)  # [pool] a URL string or { url, weight, ... }
             if isinstance(parsed, str):
                 problems.add(f"{where}.upstreams[{j}]", parsed)
                 ok = False
@@ -391,9 +468,20 @@ def _parse_route(problems: _Problems, i: int, raw: object) -> Route | None:
         else:
             extra["provider_key"] = os.environ[m.group(1)]
     # [keys] route parsing
+    from suite.keys import parse_route_policy
+
+    extra.update(parse_route_policy(problems, where, raw))
     # [pool] route parsing
+    ok = parse_route_pool(problems, where, raw, extra, upstreams) and ok
     # [llm-routing] route parsing
+    if "cache" in raw:
+        from suite.response_cache import parse_route_cache
+
+        extra["cache"] = parse_route_cache(problems, where, raw["cache"])
     # [ops] route parsing
+    from suite.api_versions import parse_route_keys as parse_ops_route_keys
+
+    parse_ops_route_keys(problems, where, raw, extra)
     # [catalog] route parsing
     if not ok:
         return None
@@ -467,6 +555,8 @@ def _parse_worker(problems: _Problems, raw: object) -> WorkerSettings:
         "slo_interval_seconds",
         "notify_interval_seconds",
         "retention_interval_seconds",
+        "forecast_interval_seconds",
+        "detect_settle_seconds",
     ):
         if key in raw:
             v = _number(problems, f"worker.{key}", raw[key], minimum=0.1)
@@ -516,13 +606,32 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
     notify = _parse_notify(problems, data.get("notify"))
     incidents = _parse_incidents(problems, data.get("incidents"))
     extra: dict[str, Any] = {}  # more GatewayConfig fields, by area:
+    extra["detect"] = _parse_detect(problems, data.get("detect"), path)
     # [keys] config parsing
     # [pool] config parsing
+    extra["llm_aliases"] = parse_llm_aliases(
+        problems,
+        data.get("llm_aliases"),
+        routes,
+        {r.get("name") for r in raw_routes if isinstance(r, dict)},
+    )
     # [llm-routing] config parsing
+    from suite.prompt_routes import parse_prompts
+
+    extra["prompts"] = parse_prompts(
+        problems, data.get("prompts"), routes, extra.get("llm_aliases", ())
+    )
     # [ops] config parsing
     # [changes] config parsing
+    extra["changes"] = parse_changes_settings(problems, data)
     # [catalog] config parsing
+    from suite.catalog_config import parse_catalog
+
+    extra.update(parse_catalog(problems, data, routes))
     # [capacity] config parsing
+    from suite.capacity_config import parse_capacity_limits
+
+    extra["capacity"] = parse_capacity_limits(problems, data.get("capacity"), routes)
     problems.raise_if_any()
     return GatewayConfig(
         path=path,
@@ -536,6 +645,34 @@ def parse_gateway_config(data: dict[str, Any], path: str) -> GatewayConfig:
         incidents=incidents,
         **extra,
     )
+
+
+def _parse_detect(problems: _Problems, raw: object, path: str) -> DetectSettings:
+    raw = _table(problems, "detect", raw, DETECT_KEYS)
+    if raw is None:
+        return DetectSettings()
+    detector = raw.get("detector", "default")
+    if not isinstance(detector, str) or not re.match(r"^[A-Za-z0-9_-]+$", detector):
+        problems.add("detect.detector", f"{detector!r} is not a detector name")
+        detector = "default"
+    plugins: list[str] = []
+    listed = _string_list(problems, "detect.plugins", raw.get("plugins", [])) or ()
+    for i, plugin in enumerate(listed):
+        if plugin.endswith(".py"):
+            file = Path(plugin).expanduser()
+            if not file.is_absolute():
+                file = Path(path).resolve().parent / file
+            if not file.is_file():
+                problems.add(f"detect.plugins[{i}]", f"{plugin!r}: no such file ({file})")
+                continue
+            plugins.append(str(file))
+        elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", plugin):
+            plugins.append(plugin)
+        else:
+            problems.add(
+                f"detect.plugins[{i}]", f"{plugin!r} is neither a module name nor a .py file"
+            )
+    return DetectSettings(detector=detector, plugins=tuple(plugins))
 
 
 def _parse_incidents(problems: _Problems, raw: object) -> IncidentSettings:

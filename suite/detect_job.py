@@ -481,7 +481,13 @@ def _record_minutes(
     book = IncidentBook.load(con, policy, min((o.ts for o in observations), default=horizon))
     updates: list[IncidentUpdate] = []
     counted = np.zeros(len(observations), dtype=bool)
+    too_old = horizon - policy.max_anomaly_age if policy.max_anomaly_age is not None else None
     for i, obs in enumerate(observations):
+        if too_old is not None and obs.ts < too_old:
+            # History, not news: the anomaly is stored, nobody is paged for it.
+            updates.append(IncidentUpdate(None, "too_old"))
+            counted[i] = not obs.refresh_only
+            continue
         update = book.observe(obs)
         if obs.refresh_only and update.incident_id is None:
             update = book.observe(obs._replace(refresh_only=False))

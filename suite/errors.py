@@ -22,3 +22,9 @@ class StoreError(AiopsError):
     """The DuckDB store could not do what was asked (bad SQL, lock timeout, corrupt file)."""
 
     exit_code = 1
+
+
+class UsageError(AiopsError):
+    """A command was given impossible arguments (a bad value, a missing id)."""
+
+    exit_code = 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -21,10 +22,19 @@ from mitmproxy.addons import errorcheck, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
 from proxy_addons.bodies import BodyCapture
+from proxy_addons.cache import CacheHitCost, ResponseCache  # [llm-routing]
+from proxy_addons.caller import CallerHeader
 from proxy_addons.capture import Capture
+from proxy_addons.chaos import ChaosDrills
+from proxy_addons.headers import RouteHeaders
 from proxy_addons.llm import LlmUsage
 from proxy_addons.mcp import McpCapture
+from proxy_addons.policy import Policy, PolicyUsage
+from proxy_addons.pool import UpstreamPool  # [pool]
+from proxy_addons.prompts import PromptAnswers, PromptRoutes  # [llm-routing]
+from proxy_addons.reload import ConfigReload
 from proxy_addons.router import Router
+from suite.admin_server import AdminEndpoint  # [changes]
 from suite.config import GatewayConfig
 from suite.errors import ConfigError
 from suite.home import Home
@@ -70,12 +80,25 @@ def build_master(
         errorcheck.ErrorCheck(),
         # Order matters: LLM and MCP set their stream tee before capture wraps it and
         # leave their parsers before capture records; bodies need capture's request id.
+        PromptRoutes(config),  # [llm-routing] must see /prompts/<name> before the router 404s it
         router,
+        CallerHeader(),  # [catalog] x-aiops-caller header -> requests.caller
         # [keys] addons (auth, limits, budgets, provider keys)
+        (policy := Policy()),
         # [ops] addons (chaos, header rules, deprecation)
+        RouteHeaders(config),
+        ChaosDrills(home),
+        ConfigReload(config, home),
         # [llm-routing] addons (aliases, fallbacks, cache, prompt routes)
+        ResponseCache(config),
         # [changes] addons (admin endpoint)
+        AdminEndpoint(config, home, listen_host),
+        # [pool] retries, timeouts, alias fallbacks: forwards last, after every refusal/cache hit
+        UpstreamPool(config),
         LlmUsage(),
+        CacheHitCost(),  # [llm-routing] after LlmUsage: a cache hit costs 0
+        PromptAnswers(),  # [llm-routing] after LlmUsage kept the provider body: plain JSON
+        PolicyUsage(policy),  # [keys] charges tokens and cost once LlmUsage knows them
         McpCapture(),
         Capture(),
         BodyCapture(),
@@ -149,8 +172,13 @@ def run_gateway_processes(child_argv: Sequence[str], processes: int) -> int:
     """Run `processes` gateways (each its own mitmproxy loop, gateway id and spool writer,
     all sharing one home and spool) on one port; forward SIGINT/SIGTERM to them and
     wait until each has flushed and exited. Exit code: the worst of theirs."""
+    # [ops] AIOPS_GATEWAY_INDEX: only process 0 records a config reload as a change.
     children = [
-        subprocess.Popen([sys.executable, "-m", "suite.cli", *child_argv]) for _ in range(processes)
+        subprocess.Popen(
+            [sys.executable, "-m", "suite.cli", *child_argv],
+            env={**os.environ, "AIOPS_GATEWAY_INDEX": str(i)},
+        )
+        for i in range(processes)
     ]
 
     def forward(signum: int, _frame: object) -> None:
@@ -160,6 +188,7 @@ def run_gateway_processes(child_argv: Sequence[str], processes: int) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)  # [ops] config reload reaches every process
     codes = []
     for child in children:
         while True:

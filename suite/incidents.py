@@ -27,6 +27,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from suite import audit
+from suite.api import make_module_callable
 from suite.clock import naive_utc, utc_now
 from suite.config import GatewayConfig
 from suite.errors import AiopsError
@@ -49,6 +51,8 @@ SIGNAL_SEVERITY = {
     "tokens": "info",
 }
 SURE_SCORE = 0.99
+# The audit_log action of each person's step ("incident.acknowledge", ...).
+_AUDIT_ACTIONS = {"acknowledged": "acknowledge", "resolved": "resolve", "assigned": "assign"}
 
 
 class IncidentError(AiopsError):
@@ -67,6 +71,8 @@ class IncidentPolicy:
     quiet_period: timedelta = timedelta(minutes=15)
     reopen_window: timedelta = timedelta(minutes=60)
     auto_resolve_sources: tuple[str, ...] = ("detector",)
+    # Anomalies older than this at the horizon (a backfill, seeded history) open nothing.
+    max_anomaly_age: timedelta | None = None
 
 
 DEFAULT_POLICY = IncidentPolicy()
@@ -81,6 +87,9 @@ def incident_policy(config: GatewayConfig | None) -> IncidentPolicy:
         group_window=timedelta(minutes=c.group_window_minutes),
         quiet_period=timedelta(minutes=c.quiet_minutes),
         reopen_window=timedelta(minutes=c.reopen_window_minutes),
+        max_anomaly_age=None
+        if c.max_anomaly_age_minutes is None
+        else timedelta(minutes=c.max_anomaly_age_minutes),
     )
 
 
@@ -106,7 +115,7 @@ class Observation(NamedTuple):
 
 class IncidentUpdate(NamedTuple):
     incident_id: int | None  # None only for a refresh_only observation with no incident
-    action: str  # opened | updated | grouped | reopened | refreshed | ignored
+    action: str  # opened | updated | grouped | reopened | refreshed | ignored | too_old
 
 
 def incident_fingerprint(service: str, signal: str) -> str:
@@ -577,9 +586,15 @@ def auto_resolve_quiet(
 
 
 def _change(
-    store: Store, incident_id: int, actor: str | None, kind: str, detail: str | None
+    store: Store,
+    incident_id: int,
+    actor: str | None,
+    kind: str,
+    detail: str | None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """One lifecycle step for one incident, checked and written in one transaction."""
+    """One lifecycle step for one incident, checked and written in one transaction; with a
+    `source` (a person's action from the CLI or the dashboard) an audit row goes with it."""
     who = actor or default_actor()
     now = utc_now()
     with store.write() as con:
@@ -616,6 +631,16 @@ def _change(
                 f"UPDATE incidents SET {assignments} WHERE id = ?", [*sets.values(), incident_id]
             )
             save_events(con, [Event(incident_id, now, kind, who, detail)])
+            if source is not None:
+                audit.record(
+                    con,
+                    f"incident.{_AUDIT_ACTIONS.get(kind, kind)}",
+                    "incident",
+                    incident_id,
+                    detail={"detail": detail} if detail else None,
+                    actor=who,
+                    source=source,
+                )
         return _fetch_one(con, incident_id)
 
 
@@ -630,20 +655,30 @@ def _fetch_one(con: duckdb.DuckDBPyConnection, incident_id: int) -> dict[str, An
     return df.row(0, named=True)
 
 
-def acknowledge(store: Store, incident_id: int, actor: str | None = None) -> dict[str, Any]:
-    """open -> acknowledged; the actor becomes the assignee unless one is set."""
-    return _change(store, incident_id, actor, "acknowledged", None)
+def acknowledge(
+    store: Store, incident_id: int, actor: str | None = None, *, source: str = "cli"
+) -> dict[str, Any]:
+    """open -> acknowledged; the actor becomes the assignee unless one is set. Like every
+    action a person takes, audited with its `source` ('cli', 'dashboard', 'api')."""
+    return _change(store, incident_id, actor, "acknowledged", None, source)
 
 
 def resolve(
-    store: Store, incident_id: int, actor: str | None = None, note: str | None = None
+    store: Store,
+    incident_id: int,
+    actor: str | None = None,
+    note: str | None = None,
+    *,
+    source: str = "cli",
 ) -> dict[str, Any]:
     """open or acknowledged -> resolved; the note goes into the event."""
-    return _change(store, incident_id, actor, "resolved", note)
+    return _change(store, incident_id, actor, "resolved", note, source)
 
 
-def add_note(store: Store, incident_id: int, actor: str | None, text: str) -> dict[str, Any]:
-    return _change(store, incident_id, actor, "note", text)
+def add_note(
+    store: Store, incident_id: int, actor: str | None, text: str, *, source: str = "cli"
+) -> dict[str, Any]:
+    return _change(store, incident_id, actor, "note", text, source)
 
 
 def add_event(
@@ -656,10 +691,12 @@ def add_event(
     return _change(store, incident_id, actor, kind, detail)
 
 
-def assign(store: Store, incident_id: int, actor: str | None, assignee: str) -> dict[str, Any]:
+def assign(
+    store: Store, incident_id: int, actor: str | None, assignee: str, *, source: str = "cli"
+) -> dict[str, Any]:
     if not assignee.strip():
         raise IncidentError("assignee must not be empty")
-    return _change(store, incident_id, actor, "assigned", assignee.strip())
+    return _change(store, incident_id, actor, "assigned", assignee.strip(), source)
 
 
 def list_incidents(store: Store, status: str | None = None) -> pl.DataFrame:
@@ -685,3 +722,13 @@ def get_incident(store: Store, incident_id: int) -> dict[str, Any]:
         ).pl()
     row["events"] = events.to_dicts()
     return row
+
+
+def _api_incidents(*args: Any, **kwargs: Any) -> Any:
+    from suite.api import incidents
+
+    return incidents(*args, **kwargs)
+
+
+# `suite.incidents(status="open")`: the notebook API's frame of incidents (suite.api).
+make_module_callable(__name__, _api_incidents)

@@ -281,6 +281,29 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (incident_id, change_id)
             )
             """,
+            # What traffic showed last per route (suite.changes.observe_changes): aspect
+            # 'route' (key ''), 'version' (key = upstream URL, value = its version) and
+            # 'model' (key = LLM model); a later difference is recorded as a change.
+            """
+            CREATE TABLE IF NOT EXISTS change_observations (
+                service VARCHAR NOT NULL,
+                aspect VARCHAR NOT NULL,
+                key VARCHAR NOT NULL,
+                value VARCHAR,
+                first_seen TIMESTAMP NOT NULL,
+                last_seen TIMESTAMP NOT NULL,
+                change_id VARCHAR,
+                PRIMARY KEY (service, aspect, key)
+            )
+            """,
+            # How far each change job has read `requests` (by ts).
+            """
+            CREATE TABLE IF NOT EXISTS change_scan_state (
+                name VARCHAR PRIMARY KEY,
+                watermark TIMESTAMP,
+                updated_at TIMESTAMP NOT NULL
+            )
+            """,
         ),
     ),
     Migration(
@@ -293,11 +316,19 @@ MIGRATIONS: tuple[Migration, ...] = (
                 tier VARCHAR,
                 sla_target DOUBLE,
                 description VARCHAR,
+                -- 'config' (declared in [[services]]), 'route' (a route only), 'observed'
+                -- (only named as a caller in traffic), 'retired' (gone from the config)
                 source VARCHAR NOT NULL,
                 first_seen TIMESTAMP,
-                updated_at TIMESTAMP NOT NULL
+                updated_at TIMESTAMP NOT NULL,
+                kind VARCHAR,  -- http | llm | mcp for routes, external otherwise
+                runbook VARCHAR,
+                last_seen TIMESTAMP
             )
             """,
+            # suite.catalog: one row per edge `service` -> `depends_on` (service calls /
+            # needs depends_on). source 'config' (declared; wins) or 'observed' (seen in
+            # traffic only); first_seen/last_seen/calls count observed calls either way.
             """
             CREATE TABLE IF NOT EXISTS service_dependencies (
                 service VARCHAR NOT NULL,
@@ -333,12 +364,37 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (problem_id, incident_id)
             )
             """,
+            "ALTER TABLE problems ADD COLUMN IF NOT EXISTS resolved_at TIMESTAMP",
+            # Observed calls per hour and edge, recomputed for the hours a catalog run
+            # re-examines, so overlapping runs never count a call twice. `via`: 'header'
+            # (x-aiops-caller) or 'trace' (W3C trace enclosure).
+            """
+            CREATE TABLE IF NOT EXISTS service_dependency_calls (
+                hour TIMESTAMP NOT NULL,
+                service VARCHAR NOT NULL,
+                depends_on VARCHAR NOT NULL,
+                via VARCHAR NOT NULL,
+                calls BIGINT NOT NULL,
+                first_seen TIMESTAMP NOT NULL,
+                last_seen TIMESTAMP NOT NULL,
+                PRIMARY KEY (hour, service, depends_on, via)
+            )
+            """,
+            # Where the catalog job stopped (newest request ts examined).
+            """
+            CREATE TABLE IF NOT EXISTS catalog_state (
+                name VARCHAR PRIMARY KEY,
+                ts TIMESTAMP
+            )
+            """,
         ),
     ),
     Migration(
         "0008_forecasts",
         (
-            # suite.forecast: one row per series, metric, run and future hour.
+            # suite.forecast: one row per series, metric, run and future hour. Unique on
+            # (run_at, service, dimension, key, metric, ts) by construction (a run replaces
+            # its own rows); no index, so a run's ~100k rows insert in a blink.
             """
             CREATE TABLE IF NOT EXISTS forecasts (
                 run_at TIMESTAMP NOT NULL,
@@ -349,8 +405,7 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ts TIMESTAMP NOT NULL,
                 yhat DOUBLE NOT NULL,
                 lower DOUBLE NOT NULL,
-                upper DOUBLE NOT NULL,
-                PRIMARY KEY (run_at, service, dimension, key, metric, ts)
+                upper DOUBLE NOT NULL
             )
             """,
             # One row per series, metric and run: the model, its back-test error and the
@@ -371,6 +426,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 limit_name VARCHAR,
                 crosses_at TIMESTAMP,
                 hours_to_limit DOUBLE,
+                -- [capacity] what the figures above mean, for people reading the table
+                history_start TIMESTAMP,
+                history_end TIMESTAMP,
+                backtest_points BIGINT,
+                value_basis VARCHAR,
+                current_value DOUBLE,
+                value_7d DOUBLE,
+                value_14d DOUBLE,
+                crossing VARCHAR,
+                upper_crosses_at TIMESTAMP,
+                upper_hours_to_limit DOUBLE,
+                note VARCHAR,
                 PRIMARY KEY (run_at, service, dimension, key, metric)
             )
             """,
@@ -397,5 +464,37 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         "0010_requests_policy_columns",
         add_columns_ddl("requests", REQUEST_COLUMNS[REQUESTS_V2_COLUMNS:]),
+    ),
+    Migration(
+        "0011_api_keys",
+        (
+            # suite.keys: gateway keys. Only a salted HMAC of the secret; never the key.
+            """
+            CREATE TABLE IF NOT EXISTS api_keys (
+                key_id VARCHAR PRIMARY KEY,
+                tenant VARCHAR NOT NULL,
+                name VARCHAR,
+                routes VARCHAR[] NOT NULL,
+                rpm INTEGER,
+                tpm INTEGER,
+                budget_usd_day DOUBLE,
+                budget_usd_month DOUBLE,
+                created_at TIMESTAMP NOT NULL,
+                created_by VARCHAR NOT NULL,
+                expires_at TIMESTAMP,
+                revoked_at TIMESTAMP,
+                revoked_by VARCHAR,
+                salt VARCHAR NOT NULL,
+                hash VARCHAR NOT NULL,
+                display_prefix VARCHAR NOT NULL,
+                last4 VARCHAR NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        "0012_catalog_caller_column",
+        # The service that made a call, as an x-aiops-caller header names it (suite.catalog).
+        add_columns_ddl("requests", tuple(c for c in REQUEST_COLUMNS if c.name == "caller")),
     ),
 )

@@ -110,6 +110,8 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("route_version", pa.string(), "VARCHAR", "the route's API version"),
     Column("upstream_version", pa.string(), "VARCHAR", "upstream's Server/version header"),
     Column("chaos", pa.string(), "VARCHAR", "fault a chaos drill injected into this call"),
+    # -- 0012: service catalog ---------------------------------------------------------------
+    Column("caller", pa.string(), "VARCHAR", "calling service named by an x-aiops-caller header"),
 )
 # The columns of the first migrations, frozen: later columns come with later migrations.
 REQUESTS_V1_COLUMNS = 34

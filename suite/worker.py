@@ -13,8 +13,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from suite.catalog import catalog_job  # [catalog]
+from suite.changes import run_changes_job, run_suspects_job  # [changes]
+from suite.chaos import chaos_job  # [ops]
 from suite.config import GatewayConfig
+from suite.forecast import forecast_job  # [capacity]
 from suite.ingest import ingest_spool
+from suite.key_spend import key_spend_job  # [keys]
+from suite.problems import problems_job  # [catalog]
 from suite.rollup import rollup_dirty_minutes
 from suite.store import Store
 
@@ -38,8 +44,15 @@ def rollup_job(store: Store, config: GatewayConfig) -> Any:
 
 def detect_job(store: Store, config: GatewayConfig) -> Any:
     from suite.detect_job import run_detect
+    from suite.detectors import load_plugins
 
-    return run_detect(store, config)
+    load_plugins(config.detect.plugins)
+    return run_detect(
+        store,
+        config,
+        detector=config.detect.detector,
+        settle_seconds=config.worker.detect_settle_seconds,
+    )
 
 
 def slo_job(store: Store, config: GatewayConfig) -> Any:
@@ -68,6 +81,13 @@ JOBS: tuple[Job, ...] = (
         lambda c: c.worker.ingest_interval_seconds,
         "spool segments -> requests, exactly once",
     ),
+    # [keys] jobs (right after ingest: budgets count the cost just loaded)
+    Job(
+        "key-spend",
+        key_spend_job,
+        lambda c: c.worker.rollup_interval_seconds,
+        "requests -> spend per gateway key today/this month (run/key_spend.json) for budgets",
+    ),
     Job(
         "rollup",
         rollup_job,
@@ -81,8 +101,45 @@ JOBS: tuple[Job, ...] = (
         "metrics_1m -> anomalies per service and signal -> incidents (dedup, group, resolve)",
     ),
     # [changes] jobs (after detect: suspects for new incidents; automatic changes)
+    Job(
+        "changes",
+        run_changes_job,
+        lambda c: c.changes.interval_seconds,
+        "requests -> changes seen in traffic (upstream version, new LLM model, new route)",
+    ),
+    Job(
+        "suspects",
+        run_suspects_job,
+        lambda c: c.changes.interval_seconds,
+        "incidents x changes -> ranked suspect changes per incident (incident_suspects)",
+    ),
     # [catalog] jobs
+    Job(
+        "catalog",
+        catalog_job,
+        lambda c: c.catalog.interval_seconds,
+        "routes, [[services]], traffic -> services and service_dependencies (declared, observed)",
+    ),
+    Job(
+        "problems",
+        problems_job,
+        lambda c: c.problems.interval_seconds,
+        "incidents recurring per fingerprint -> problems with linked incidents",
+    ),
     # [capacity] jobs
+    Job(
+        "forecast",
+        forecast_job,
+        lambda c: c.worker.forecast_interval_seconds,
+        "metrics_1m -> 14-day capacity forecasts and time to [[capacity]] limits",
+    ),
+    # [ops] jobs (chaos drills past their end: change closed, drill file tidied)
+    Job(
+        "chaos",
+        chaos_job,
+        lambda c: 15.0,
+        "chaos drills past their end -> their changes closed (verified), drill file tidied",
+    ),
     # After detection: SLO pages open incidents, notify tells people, retention tidies.
     Job(
         "slo",

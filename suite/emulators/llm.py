@@ -52,6 +52,15 @@ Faults and timing (CLI flag for the process; the request header wins):
   x-emulator-status: 400|401|404|429|500|503|...       that status with the provider's error body
   x-emulator-truncate: 1    stop half-way through the answer (no final usage events, no
                             [DONE], no terminating chunk) and close the connection
+  GET .../_emulator/fault?status=S&latency_ms=D   from now on answer every API request
+                            with status S (the provider's error body; 429 with Retry-After)
+                            and/or after D ms: one provider of several failing, for
+                            fallback tests; `/_emulator/fault` alone restores the CLI
+                            settings. Answers the fault now in force.
+  GET .../_emulator/stats   {"requests": N}: API requests received so far (faults included)
+Every answer carries x-emulator-authorization-sha256 / x-emulator-x-api-key-sha256: the
+sha256 of that request header's value when it was sent (which key a gateway forwarded,
+without the key appearing anywhere).
 Error bodies: OpenAI {"error": {"message", "type", "param", "code"}};
 Anthropic {"type": "error", "error": {"type", "message"}}.
 """
@@ -72,6 +81,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
@@ -176,8 +186,11 @@ def served_model(model: str) -> str:
 
 
 class Request:
-    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes):
+    def __init__(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""
+    ):
         self.method, self.path, self.headers, self.body = method, path, headers, body
+        self.query = query
 
 
 class Abort(Exception):
@@ -226,7 +239,8 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
             body += (await reader.readexactly(size + 2))[:-2]
     elif int(headers.get("content-length", "0") or 0):
         body = await reader.readexactly(int(headers["content-length"]))
-    return Request(method.upper(), target.split("?", 1)[0], headers, body)
+    path, _, query = target.partition("?")
+    return Request(method.upper(), path, headers, body, query)
 
 
 class Reply:
@@ -239,11 +253,18 @@ class Reply:
         self.request_id = "req_" + secrets.token_hex(12)
         self.body_sha256 = body_sha256
         self.streaming = False
+        # sha256 of each credential header received (authorization, x-api-key), so a test
+        # can show which key a gateway forwarded without the key appearing anywhere.
+        self.credential_headers: list[tuple[str, str]] = []
 
     def _id_headers(self) -> list[tuple[str, str]]:
         name = "request-id" if self.provider == "anthropic" else "x-request-id"
         # What arrived, so a test can show a proxy forwarded the body unchanged.
-        return [(name, self.request_id), ("x-emulator-request-sha256", self.body_sha256)]
+        return [
+            (name, self.request_id),
+            ("x-emulator-request-sha256", self.body_sha256),
+            *self.credential_headers,
+        ]
 
     async def json(
         self, status: int, obj: Any, headers: list[tuple[str, str]] | None = None
@@ -343,6 +364,9 @@ class Emulator:
     ):
         self.latency_ms, self.token_interval_ms = latency_ms, token_interval_ms
         self.error_rate, self.rate_limit_rpm = error_rate, rate_limit_rpm
+        self.default_latency_ms = latency_ms
+        self.forced_status: int | None = None  # set by /_emulator/fault
+        self.requests = 0  # API requests received (not /_emulator/ ones)
         self._seen: set[str] = set()
         self._error_acc = 0.0
         self._window: deque[float] = deque()
@@ -391,6 +415,14 @@ class Emulator:
             h.get("x-emulator-truncate", "") in ("1", "true"),
             hashlib.sha256(req.body).hexdigest(),
         )
+        reply.credential_headers = [
+            (f"x-emulator-{name}-sha256", hashlib.sha256(h[name].encode()).hexdigest())
+            for name in ("authorization", "x-api-key")
+            if name in h
+        ]
+        if "/_emulator/" in path:
+            return await reply.json(200, self._control(req.path, req.query))
+        self.requests += 1
         latency = _number(h.get("x-emulator-latency-ms"), self.latency_ms)
         interval = _number(h.get("x-emulator-token-interval-ms"), self.token_interval_ms) / 1000
         if latency > 0:
@@ -402,7 +434,10 @@ class Emulator:
         try:
             if handler is None:
                 raise HttpError(404, f"Unknown request URL: {req.method} {req.path}.")
-            if (forced := h.get("x-emulator-status", "")).isdigit() and int(forced) >= 400:
+            forced = h.get("x-emulator-status", "")
+            if not forced and self.forced_status is not None:
+                forced = str(self.forced_status)
+            if forced.isdigit() and int(forced) >= 400:
                 status = int(forced)
                 retry = [("Retry-After", "1")] if status == 429 else []
                 body = _error_body(provider, status, _default_message(status))
@@ -430,6 +465,19 @@ class Emulator:
             if reply.streaming:
                 raise Abort from e
             await reply.json(500, _error_body(provider, 500, f"emulator error: {e!r}"))
+
+    def _control(self, path: str, query: str) -> dict[str, Any]:
+        """/_emulator/fault (set or clear the fault in force) and /_emulator/stats."""
+        if path.rstrip("/").endswith("/_emulator/fault"):
+            params = dict(urllib.parse.parse_qsl(query))
+            status = params.get("status", "")
+            self.forced_status = int(status) if status.isdigit() and int(status) >= 400 else None
+            self.latency_ms = _number(params.get("latency_ms"), self.default_latency_ms)
+        return {
+            "requests": self.requests,
+            "status": self.forced_status,
+            "latency_ms": self.latency_ms,
+        }
 
     def _rate_limited(self) -> tuple[int, str] | None:
         if self.rate_limit_rpm <= 0:

@@ -12,13 +12,24 @@ Paths (any prefix before them is ignored, so /claims/status/500 works):
                                  status S (default 503) and delay every ordinary answer
                                  by D ms: a fault to detect (`/_emulator/fault` alone
                                  clears it); answers the fault now in force
-  anything else                  200 JSON describing the request (an insurance-ish record)
+  /_emulator/stats               {"requests": N}: requests answered so far, not counting
+                                 /_emulator/ ones (which upstream of a pool got traffic)
+  /_emulator/headers             {"headers": [[name, value], ...]}: the request's header
+                                 lines as received (also under a route prefix, e.g.
+                                 /claims/_emulator/headers); credential values hashed
+  /_emulator/version?value=V     from now on, send `X-Version: V` with every answer (a
+                                 "deploy" the gateway sees; no value: stop sending it);
+                                 also set at start with --api-version V
+  anything else                  200 JSON describing the request (an insurance-ish record;
+                                 `credential_sha256`: sha256 of each credential header
+                                 received, so a test sees what a gateway forwarded)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import signal
@@ -36,7 +47,8 @@ def _response(status: int, body: bytes, content_type: str = "application/json") 
     head = (
         f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n"
         f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-        "Server: aiops-emulator/1\r\n\r\n"
+        + (f"X-Version: {VERSION['value']}\r\n" if VERSION["value"] else "")
+        + "Server: aiops-emulator/1\r\n\r\n"
     )
     return head.encode() + body
 
@@ -59,7 +71,23 @@ class Fault:
 
 
 FAULT = Fault()
+STATS = {"requests": 0}
+VERSION: dict[str, str | None] = {"value": None}  # sent as X-Version when set
 _rng = random.Random(1)
+
+
+def _echo_headers(header_lines: list[str]) -> dict[str, list[list[str]]]:
+    """The request's header lines in order, repeats kept ([name, value] pairs); the values
+    of credential headers are replaced by their sha256."""
+    out = []
+    for line in header_lines:
+        if ":" not in line:
+            continue
+        name, value = (s.strip() for s in line.split(":", 1))
+        if name.lower() in ("authorization", "x-api-key", "api-key"):
+            value = "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+        out.append([name, value])
+    return {"headers": out}
 
 
 def _parse_route(target: str) -> tuple[str, str, dict[str, list[str]]]:
@@ -67,6 +95,12 @@ def _parse_route(target: str) -> tuple[str, str, dict[str, list[str]]]:
     parts = [p for p in path.split("/") if p]
     if parts[:2] == ["_emulator", "fault"]:
         return "fault", "", parse_qs(query)
+    if parts[:2] == ["_emulator", "stats"]:
+        return "stats", "", {}
+    if "_emulator" in parts and parts[parts.index("_emulator") + 1 :][:1] == ["headers"]:
+        return "headers", "", {}
+    if "_emulator" in parts and parts[parts.index("_emulator") + 1 :][:1] == ["version"]:
+        return "version", "", parse_qs(query)
     for i, p in enumerate(parts):
         if p in ("status", "delay", "bytes") and i + 1 < len(parts) and parts[i + 1].isdigit():
             return p, parts[i + 1], parse_qs(query)
@@ -105,6 +139,20 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 writer.write(_response(200, json.dumps(asdict(FAULT)).encode()))
                 await writer.drain()
                 continue
+            if action == "stats":
+                writer.write(_response(200, json.dumps(STATS).encode()))
+                await writer.drain()
+                continue
+            if action == "headers":
+                writer.write(_response(200, json.dumps(_echo_headers(lines[1:])).encode()))
+                await writer.drain()
+                continue
+            if action == "version":
+                VERSION["value"] = query.get("value", [""])[0].strip() or None
+                writer.write(_response(200, json.dumps({"version": VERSION["value"]}).encode()))
+                await writer.drain()
+                continue
+            STATS["requests"] += 1
             if action == "" and FAULT.delay_ms:
                 await asyncio.sleep(FAULT.delay_ms / 1000)
             if action == "" and FAULT.error_ratio and _rng.random() < FAULT.error_ratio:
@@ -138,6 +186,13 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     "method": method,
                     "path": target.split("?", 1)[0],
                     "received_bytes": len(body),
+                    # sha256 of each credential header that arrived (never the value):
+                    # shows which key a gateway forwarded, or that it forwarded none.
+                    "credential_sha256": {
+                        k: hashlib.sha256(headers[k].encode()).hexdigest()
+                        for k in ("authorization", "x-api-key", "api-key")
+                        if k in headers
+                    },
                     "policy": {"id": "POL-000123", "status": "active", "premium": 1234.5},
                 }
                 writer.write(_response(200, json.dumps(record).encode()))
@@ -173,7 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9001, help="0 = any free port (printed)")
+    p.add_argument(
+        "--api-version",
+        metavar="V",
+        help="send `X-Version: V` with every answer (see /_emulator/version)",
+    )
     args = p.parse_args(argv)
+    VERSION["value"] = args.api_version
     asyncio.run(serve(args.host, args.port))
     return 0
 

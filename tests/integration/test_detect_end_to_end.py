@@ -27,7 +27,7 @@ from tests.integration.helpers import query_json, run_worker_once
 from tests.procs import Proc, start_emulator, start_gateway
 from tests.receivers import Mailbox, WebhookReceiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 RATE = 8.0  # requests per second, paced: far below what the gateway can take
 HISTORY_MINUTES = 8 * 60
