@@ -196,7 +196,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     print(f"aiops dashboard on http://{args.host}:{args.port} (home {home.root})", flush=True)
     argv = [sys.executable, "-m", "streamlit", "run", str(app),
             "--server.address", args.host, "--server.port", str(args.port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # fmt: skip
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "viewer"]  # fmt: skip
     os.environ["AIOPS_HOME"] = str(home.root)
     # Become the Streamlit server, so Ctrl-C and SIGTERM reach it directly.
     os.execv(sys.executable, argv)
