@@ -3,20 +3,30 @@ averages of suite.pool), per-upstream timeouts, retries of idempotent requests w
 back-off, and LLM model aliases that fall back to the next target on 429, 5xx, connect
 errors and timeouts.
 
-mitmproxy cannot send a flow a second time through its own server connection, nor cut a
-slow upstream mid-wait, so a flow that needs any of that ("managed": an alias call, a
-route with a timeout, an idempotent request on a route with retries) is forwarded by this
-addon itself from its async `request` hook with httpx (never blocking the event loop)
-up to the status and headers of each try. The try that is served is parked, body unread,
-in the loopback stream relay (proxy_addons.relay) and mitmproxy fetches it from there, so
-an SSE answer still streams chunk by chunk. The fallback decision is made on the status,
-before any byte reaches the client; a stream that breaks later is not retried. Every
-other flow is forwarded by mitmproxy as before, and only its outcome is recorded here.
+A flow that may need any of that ("managed": an alias call, a route with a timeout, an
+idempotent request on a route with retries) has its FIRST try forwarded by mitmproxy
+itself: the `request` hook only points it at the first target (host, path, the model in
+the body, that target's provider key) and, for a timeout, arms a timer. Only when that
+try fails does this addon take over and make the next tries with httpx:
+- an answer with a failing status (alias: 429/5xx; retries: 502/503/504) is seen at
+  `responseheaders`; the answer finally served replaces it there, whole (mitmproxy reads
+  and drops the failed body: suite.gateway_errors patches its body states for that);
+- a connect error or a reset before any byte reached the client, and a try cut by its
+  timer (which closes the server connection), come through mitmproxy's protocol-error
+  handling, which suite.gateway_errors turns into the `aiops_upstream_failed` hook.
+An answer served after a failover is therefore sent whole, an SSE one included (the
+events arrive at once when the backup has finished). A stream that breaks after bytes
+reached the client is not retried.
+
+Without those patches (an unknown mitmproxy; unit tests) every try of a managed flow is
+made with httpx from the `request` hook, and the answer is streamed through the loopback
+relay (proxy_addons.relay).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import random
@@ -26,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.net.http import status_codes
 
 from proxy_addons.llm import KNOWN_HOSTS, META_LLM
@@ -38,7 +48,14 @@ from proxy_addons.router import (
     forwarded_path,
 )
 from suite.config import GatewayConfig, Route, Upstream
-from suite.gateway_errors import gateway_error_response
+from suite.gateway_errors import (
+    META_FAILURE_MESSAGE,
+    META_REPLACED_BODY,
+    META_TAKEN_OVER,
+    META_TAKEOVER,
+    gateway_error_response,
+    install_json_error_pages,
+)
 from suite.llm_usage import detect_llm_api
 from suite.pool import META_POOLS, Pools, no_healthy_upstream_response
 from suite.pool_config import LlmAlias
@@ -50,6 +67,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 META_MANAGED = "aiops_pool_managed"  # this addon forwarded the flow itself
 META_RELAYED = "aiops_pool_relayed"  # ...and its answer is streamed through the relay
+META_REPLACED = "aiops_pool_replaced"  # a failed native answer was replaced by a later try
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 HOP_BY_HOP = frozenset(
@@ -98,6 +116,70 @@ class AttemptResult:
     async def close(self) -> None:
         if self.response is not None:
             await self.response.aclose()
+
+
+@dataclass
+class NativeTry:
+    """A first try that mitmproxy forwards itself, and what the addon needs to go on with
+    the next tries (httpx) when it fails."""
+
+    pools: Pools
+    client_route: Route
+    target: Target
+    upstream: Upstream
+    relative: str  # the API path relative to the route prefix
+    chain: list[str]
+    alias: LlmAlias | None = None
+    body: dict[str, Any] | None = None
+    next_target: int = 0  # alias: index of the next target
+    retries_left: int = 0
+    client_headers: http.Headers | None = None  # before another target's key went in
+    timeout_s: float | None = None
+    timer: asyncio.TimerHandle | None = None
+    timed_out: bool = False
+
+    def label(self) -> str:
+        return self.target.label(self.upstream)
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def failed(self, status: int) -> bool:
+        if self.alias is not None:
+            return status == 429 or status >= 500
+        return status in RETRY_STATUSES
+
+    def has_more(self, config: GatewayConfig) -> bool:
+        if self.alias is not None:
+            names = {r.name for r in config.routes}
+            return any(t.route in names for t in self.alias.targets[self.next_target :])
+        return self.retries_left > 0
+
+
+def _server_connection(flow: http.HTTPFlow) -> tuple[Any, Any] | None:
+    """(mitmproxy's connection handler, server connection) of a live flow, to close it."""
+    try:
+        server = ctx.master.addons.get("proxyserver")
+        handler = server.connections.get(flow.client_conn.id)
+    except AttributeError:
+        return None
+    if handler is None:
+        return None
+    transports = list(handler.transports)
+    for conn in transports:
+        if conn is flow.server_conn:
+            return handler, conn
+    address = (flow.request.host, flow.request.port)
+    for conn in transports:  # still connecting: not on the flow yet
+        if (
+            conn is not handler.client
+            and conn.address == address
+            and conn.timestamp_tcp_setup is None
+        ):
+            return handler, conn
+    return None
 
 
 def needs_managed_forwarding(route: Route, method: str) -> bool:
@@ -171,16 +253,19 @@ class UpstreamPool:
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self.config = GatewayConfig(path="")
         self.aliases: dict[str, LlmAlias] = {}
+        self.routes: dict[str, Route] = {}
         self._client: httpx.AsyncClient | None = None
         self._verify: str | bool = True
         self._closing: asyncio.Task[None] | None = None
         self.relay = StreamRelay()
+        self.native = False  # set in load(): mitmproxy's hooks are patched
         if config is not None:
             self.set_config(config)
 
     def set_config(self, config: GatewayConfig) -> None:
         self.config = config
         self.aliases = {a.name: a for a in config.llm_aliases}
+        self.routes = {r.name: r for r in config.routes}
         verify: str | bool = config.gateway.upstream_ca_file or True
         if verify != self._verify and self._client is not None:
             old, self._client = self._client, None
@@ -202,6 +287,8 @@ class UpstreamPool:
         return self._client
 
     async def running(self) -> None:
+        if self.native:
+            return  # the relay only serves the httpx-only path
         try:
             await self.relay.start()
         except OSError as e:  # answers are then relayed whole, which still works
@@ -214,19 +301,39 @@ class UpstreamPool:
             self._client = None
 
     # -- passive health of flows mitmproxy forwarded itself --------------------------------
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def load(self, loader: Any) -> None:
+        # With mitmproxy's hooks patched (suite.gateway_errors) the first try of a managed
+        # flow is forwarded natively and the addon only takes over when it fails.
+        self.native = install_json_error_pages()
+
+    # -- passive health of flows mitmproxy forwarded itself --------------------------------
+    def responseheaders(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
         if flow.metadata.get(META_MANAGED) or flow.response is None:
-            return
+            return None
         if flow.server_conn.timestamp_tcp_setup is None:
-            return  # made by an addon (refusal, cache hit...): no upstream involved
+            return None  # made by an addon (refusal, cache hit...): no upstream involved
         pools, route, url = self._pool_meta(flow)
         if pools is None or route is None or url is None:
-            return
+            return None
         sent = flow.request.timestamp_end or flow.request.timestamp_start
         latency = (flow.response.timestamp_start or time.time()) - sent
         self._record(pools, route, url, flow.response.status_code < 500, latency)
+        state: NativeTry | None = flow.metadata.get(META_TAKEOVER)
+        if state is None or state.timed_out:
+            return None  # (cut by its timeout: the takeover comes with the protocol error)
+        state.cancel_timer()
+        del flow.metadata[META_TAKEOVER]
+        status = flow.response.status_code
+        state.chain.append(f"{state.label()}({'ok' if status < 400 else status})")
+        self._chain_fields(flow, state)
+        if not state.failed(status) or not state.has_more(self.config):
+            return None
+        return self._replace_failed_answer(flow, state)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        state: NativeTry | None = flow.metadata.pop(META_TAKEOVER, None)
+        if state is not None:
+            state.cancel_timer()
         if flow.metadata.get(META_MANAGED) or flow.response is not None:
             return
         message = (flow.error.msg if flow.error else "").lower()
@@ -252,10 +359,11 @@ class UpstreamPool:
         elif change == "closed":
             log.info("pool: route %s: circuit closed again for upstream %s", route.name, url)
 
-    # -- managed forwarding ----------------------------------------------------------------
+    # -- managed flows ---------------------------------------------------------------------
     def request(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
-        """Decide on the spot (no coroutine for the plain flows that mitmproxy forwards);
-        a managed flow gets a coroutine, which mitmproxy awaits before going on."""
+        """Decide on the spot. Natively (the gateway): point the first try at its target and
+        let mitmproxy forward it. Without mitmproxy's patched hooks (never in the gateway):
+        a coroutine forwarding every try with httpx, which mitmproxy awaits."""
         if flow.response or flow.error:
             return None
         pools, route, url = self._pool_meta(flow)
@@ -269,10 +377,293 @@ class UpstreamPool:
         if found is not None:
             alias, body = found
             if detect_llm_api(req.method, req.path, alias.api_family) is not None:
+                if self.native:
+                    self._start_alias(flow, pools, route, first, alias, body)
+                    return None
                 return self._serve_alias(flow, pools, route, first, alias, body)
         if needs_managed_forwarding(route, req.method):
+            if self.native:
+                self._start_retries(flow, pools, route, first)
+                return None
             return self._serve_with_retries(flow, pools, route, first)
         return None
+
+    def _wrong_format(self, flow: http.HTTPFlow, client_route: Route, alias: LlmAlias) -> bool:
+        if client_route.llm_api_family == alias.api_family or not (
+            client_route.llm_api or client_route.llm_provider
+        ):
+            return False
+        flow.metadata[META_ERROR] = "alias_wrong_format"
+        flow.response = gateway_error_response(
+            400,
+            "alias_wrong_format",
+            f"model alias {alias.name!r} speaks the {alias.api_family} API; route "
+            f"{client_route.name!r} speaks {client_route.llm_api_family}: call the alias "
+            "through a route of its format",
+            alias=alias.name,
+        )
+        return True
+
+    def _start_alias(
+        self,
+        flow: http.HTTPFlow,
+        pools: Pools,
+        client_route: Route,
+        first: Upstream,
+        alias: LlmAlias,
+        body: dict[str, Any],
+    ) -> None:
+        """Point the flow at the alias's first available target (mitmproxy sends it)."""
+        fields = flow.metadata.setdefault("aiops_fields", {})
+        fields["llm_alias"] = alias.name
+        if self._wrong_format(flow, client_route, alias):
+            return
+        routes = self.routes
+        relative = api_relative_path(client_route, first, flow.request.path)
+        chain: list[str] = []
+        for i, t in enumerate(alias.targets):
+            target_route = routes.get(t.route)
+            if target_route is None:
+                continue
+            target = Target(target_route, t.model)
+            if i == 0 and target_route.name == client_route.name:
+                upstream: Upstream | None = first  # the router's pick for this request
+            else:
+                upstream = pools.pick(target_route)
+            if upstream is None:
+                chain.append(f"{target.label(None)}(circuit_open)")
+                continue
+            payload = json.dumps({**body, "model": t.model}, separators=(",", ":")).encode()
+            state = NativeTry(
+                pools, client_route, target, upstream, relative, chain,
+                alias=alias, body=body, next_target=i + 1,
+            )  # fmt: skip
+            self._begin(flow, state, payload)
+            return
+        fields["attempts"] = 0
+        fields["fallback_chain"] = chain_text(chain)
+        flow.metadata[META_ERROR] = "no_healthy_upstream"
+        flow.response = gateway_error_response(
+            503,
+            "no_healthy_upstream",
+            f"model alias {alias.name!r}: every target's upstreams are failing "
+            "(circuit open); retry later",
+            alias=alias.name,
+            fallback_chain=fields["fallback_chain"],
+        )
+
+    def _start_retries(
+        self, flow: http.HTTPFlow, pools: Pools, route: Route, first: Upstream
+    ) -> None:
+        retries = route.retries
+        method = flow.request.method
+        extra = retries.attempts if retries is not None and method in IDEMPOTENT_METHODS else 0
+        relative = api_relative_path(route, first, flow.request.path)
+        state = NativeTry(pools, route, Target(route), first, relative, [], retries_left=extra)
+        self._begin(flow, state, None)
+
+    def _begin(self, flow: http.HTTPFlow, state: NativeTry, payload: bytes | None) -> None:
+        route, upstream = state.target.route, state.upstream
+        if route.name != state.client_route.name:
+            state.client_headers = flow.request.headers.copy()  # before the key swap
+        path = target_path(route, upstream, state.relative)
+        self._point(flow, state.client_route, route, upstream, path, payload)
+        flow.metadata[META_TAKEOVER] = state
+        flow.metadata.setdefault("aiops_fields", {})["attempts"] = 1
+        timeout = upstream.timeout_seconds or route.timeout_seconds
+        if timeout:
+            state.timeout_s = timeout
+            state.timer = asyncio.get_running_loop().call_later(timeout, self._cut, flow)
+
+    def _point(
+        self,
+        flow: http.HTTPFlow,
+        client_route: Route,
+        route: Route,
+        upstream: Upstream,
+        path: str,
+        payload: bytes | None,
+    ) -> None:
+        """Rewrite the request to go to `upstream` of `route` (host, path, provider key,
+        body), so mitmproxy sends it there and later addons record the real target."""
+        req = flow.request
+        data = req.data
+        if (data.scheme, data.host, data.port) != (
+            upstream.scheme.encode(),
+            upstream.host,
+            upstream.port,
+        ):
+            # (the router already pointed the flow at the first target in the common case:
+            # header edits are what costs here)
+            req.scheme = upstream.scheme
+            data.host = upstream.host
+            data.port = upstream.port
+            default_port = 443 if upstream.scheme == "https" else 80
+            req.host_header = (
+                upstream.host
+                if upstream.port == default_port
+                else f"{upstream.host}:{upstream.port}"
+            )
+        if data.path != path.encode():
+            req.path = path
+        if route.name != client_route.name:
+            headers = req.headers
+            if route.provider_key:
+                apply_provider_key(headers, route)
+            elif client_route.provider_key:  # never another route's key
+                for name in CREDENTIAL_HEADERS:
+                    if name in headers:
+                        del headers[name]
+        if payload is not None:
+            if data.content is not None and len(data.content) != len(payload):
+                if "content-length" in req.headers:  # the model name changed its length
+                    req.headers["content-length"] = str(len(payload))
+            data.content = payload
+        flow.metadata[META_UPSTREAM] = upstream.url
+        flow.metadata[META_ROUTE_CFG] = route  # LLM usage names the provider that served
+        if flow.metadata.get(META_LLM) is not None or route.llm_provider or route.llm_api:
+            family = route.llm_api_family
+            api = detect_llm_api(req.method, req.path, family)
+            if api is not None:
+                provider = route.llm_provider or KNOWN_HOSTS.get(upstream.host) or route.name
+                flow.metadata[META_LLM] = (provider, family, api)
+
+    def _cut(self, flow: http.HTTPFlow) -> None:
+        """The native try's timeout fired before its answer's headers: close its server
+        connection; mitmproxy then reports the failure and the addon takes over."""
+        state: NativeTry | None = flow.metadata.get(META_TAKEOVER)
+        if state is None or flow.response is not None or flow.error is not None:
+            return
+        state.timed_out = True
+        found = _server_connection(flow)
+        if found is None:
+            log.warning("pool: cannot cut %s after %ss: connection not found", flow.request.url,
+                        state.timeout_s)  # fmt: skip
+            return
+        handler, conn = found
+        handler.close_connection(conn)
+
+    @staticmethod
+    def _chain_fields(flow: http.HTTPFlow, state: NativeTry) -> None:
+        fields = flow.metadata.setdefault("aiops_fields", {})
+        fields["attempts"] = sum(1 for c in state.chain if not c.endswith("(circuit_open)"))
+        if state.alias is not None or len(state.chain) > 1:
+            fields["fallback_chain"] = chain_text(state.chain)
+
+    async def _go_on(
+        self, flow: http.HTTPFlow, state: NativeTry
+    ) -> tuple[Route, AttemptResult, bytes | None] | None:
+        """The tries after a failed native one (httpx); the last (route, result, payload)."""
+        last: tuple[Route, AttemptResult, bytes | None] | None = None
+        chain = state.chain
+        if state.alias is not None:
+            routes = self.routes
+            for t in state.alias.targets[state.next_target :]:
+                target_route = routes.get(t.route)
+                if target_route is None:
+                    continue
+                target = Target(target_route, t.model)
+                upstream = state.pools.pick(target_route)
+                if upstream is None:
+                    chain.append(f"{target.label(None)}(circuit_open)")
+                    continue
+                if last is not None:
+                    await last[1].close()
+                payload = json.dumps(
+                    {**(state.body or {}), "model": t.model}, separators=(",", ":")
+                ).encode()
+                path = target_path(target_route, upstream, state.relative)
+                result = await self._attempt(
+                    flow, state.pools, state.client_route, target, upstream, path, payload,
+                    state.client_headers,
+                )  # fmt: skip
+                chain.append(f"{target.label(upstream)}({result.outcome})")
+                last = (target_route, result, payload)
+                if result.status is not None and result.status != 429 and result.status < 500:
+                    break
+            return last
+        route = state.target.route
+        retries = route.retries
+        tried = [state.upstream.url]
+        for attempt in range(1, state.retries_left + 1):
+            upstream = state.pools.pick(route, exclude=tried) or state.pools.pick(route)
+            if upstream is None:
+                break
+            if last is not None:
+                await last[1].close()
+            if retries is not None and retries.backoff_ms > 0:
+                delay = retries.backoff_ms / 1000 * 2 ** (attempt - 1)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            path = target_path(route, upstream, state.relative)
+            result = await self._attempt(
+                flow, state.pools, route, state.target, upstream, path, flow.request.raw_content
+            )
+            tried.append(upstream.url)
+            chain.append(f"{state.target.label(upstream)}({result.outcome})")
+            last = (route, result, None)
+            if result.status is not None and result.status not in RETRY_STATUSES:
+                break
+        return last
+
+    async def _replace_failed_answer(self, flow: http.HTTPFlow, state: NativeTry) -> None:
+        """The native try answered 429/5xx (alias) or 502-504 (retries): go on with httpx
+        and put the answer that is served in place of the failed one (whole; mitmproxy reads
+        and drops the failed body, see suite.gateway_errors)."""
+        flow.metadata[META_MANAGED] = True
+        served = await self._go_on(flow, state)
+        self._chain_fields(flow, state)
+        if served is None:  # every further target's circuit is open: the answer stands
+            del flow.metadata[META_MANAGED]
+            return
+        route, result, payload = served
+        await self._serve(flow, route, result, state.relative, payload, relay=False)
+        assert flow.response is not None
+        flow.metadata[META_REPLACED_BODY] = flow.response.raw_content or b""
+        flow.metadata[META_REPLACED] = True
+        # Addons before this one saw the failed answer's headers: let them see the new ones.
+        try:
+            addons = list(ctx.master.addons.chain)
+        except AttributeError:  # no master (unit tests)
+            addons = []
+        for addon in addons:
+            if addon is self:
+                break
+            hook = getattr(addon, "responseheaders", None)
+            if hook is not None:
+                out = hook(flow)
+                if inspect.isawaitable(out):
+                    await out
+
+    def aiops_upstream_failed(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """suite.gateway_errors: the native try failed before any byte reached the client
+        (connect error, reset, cut by its timeout)."""
+        state: NativeTry | None = flow.metadata.pop(META_TAKEOVER, None)
+        if state is None or flow.metadata.get(META_MANAGED):
+            return None
+        state.cancel_timer()
+        message = str(flow.metadata.pop(META_FAILURE_MESSAGE, "") or "upstream failed")
+        return self._take_over_failed_try(flow, state, message)
+
+    async def _take_over_failed_try(
+        self, flow: http.HTTPFlow, state: NativeTry, message: str
+    ) -> None:
+        if state.timed_out:
+            outcome, detail = "timeout", f"no answer within {state.timeout_s}s"
+        elif flow.server_conn.timestamp_tcp_setup is None:
+            outcome, detail = "connect_error", message
+        else:
+            outcome, detail = "reset", message
+        self._record(state.pools, state.target.route, state.upstream.url, False, None)
+        state.chain.append(f"{state.label()}({outcome})")
+        flow.metadata[META_MANAGED] = True
+        served = await self._go_on(flow, state)
+        self._chain_fields(flow, state)
+        if served is None:
+            failed = AttemptResult(state.upstream, outcome, detail=detail)
+            served = (state.target.route, failed, None)
+        route, result, payload = served
+        await self._serve(flow, route, result, state.relative, payload, relay=False)
+        flow.metadata[META_TAKEN_OVER] = True
 
     async def _serve_with_retries(
         self, flow: http.HTTPFlow, pools: Pools, route: Route, first: Upstream
@@ -339,7 +730,7 @@ class UpstreamPool:
                 alias=alias.name,
             )
             return
-        routes = {r.name: r for r in self.config.routes}
+        routes = self.routes
         relative = api_relative_path(client_route, first, flow.request.path)
         chain: list[str] = []
         last: tuple[Route, AttemptResult, bytes] | None = None
@@ -378,10 +769,7 @@ class UpstreamPool:
             )
             return
         target_route, result, payload = last
-        flow.request.raw_content = payload
-        if "content-length" in flow.request.headers:  # the model name changed its length
-            flow.request.headers["content-length"] = str(len(payload))
-        await self._serve(flow, target_route, result, relative)
+        await self._serve(flow, target_route, result, relative, payload)
 
     async def _attempt(
         self,
@@ -392,8 +780,11 @@ class UpstreamPool:
         upstream: Upstream,
         path: str,
         content: bytes | None,
+        client_headers: http.Headers | None = None,
     ) -> AttemptResult:
-        """Send one try and wait for the answer's status and headers (not its body)."""
+        """Send one try and wait for the answer's status and headers (not its body).
+        `client_headers`: the client's own headers when the flow's were already changed
+        for another target (its provider key)."""
         route = target.route
         timeout_s = upstream.timeout_seconds or route.timeout_seconds
         timeout = (
@@ -402,7 +793,12 @@ class UpstreamPool:
             else httpx.Timeout(DEFAULT_READ_TIMEOUT_S, connect=DEFAULT_CONNECT_TIMEOUT_S)
         )
         origin = f"{upstream.scheme}://{upstream.host}:{upstream.port}"
-        headers = outgoing_headers(flow.request.headers, client_route, route, upstream)
+        headers = outgoing_headers(
+            client_headers if client_headers is not None else flow.request.headers,
+            client_route,
+            route,
+            upstream,
+        )
         client = self.client()
         started = time.monotonic()
         try:
@@ -431,27 +827,28 @@ class UpstreamPool:
         return result
 
     async def _serve(
-        self, flow: http.HTTPFlow, route: Route, result: AttemptResult, relative: str
+        self,
+        flow: http.HTTPFlow,
+        route: Route,
+        result: AttemptResult,
+        relative: str,
+        payload: bytes | None = None,
+        relay: bool = True,
     ) -> None:
         """Serve the final try on the flow. The request is rewritten to where it was served
         so every later addon (LLM usage, capture) records the real target; the answer is
-        streamed through the relay, or read whole when the relay is not running."""
+        streamed through the relay (`relay`: only while mitmproxy has not sent the flow
+        yet), or read whole."""
         upstream = result.upstream
         req = flow.request
-        req.scheme = upstream.scheme
-        req.data.host = upstream.host
-        req.data.port = upstream.port
-        req.path = target_path(route, upstream, relative)
-        flow.metadata[META_UPSTREAM] = upstream.url
-        flow.metadata[META_ROUTE_CFG] = route  # LLM usage names the provider that served
-        if flow.metadata.get(META_LLM) is not None or route.llm_provider or route.llm_api:
-            family = route.llm_api_family
-            api = detect_llm_api(req.method, req.path, family)
-            if api is not None:
-                provider = route.llm_provider or KNOWN_HOSTS.get(upstream.host) or route.name
-                flow.metadata[META_LLM] = (provider, family, api)
+        self._point(flow, route, route, upstream, target_path(route, upstream, relative), payload)
         response = result.response
-        if response is not None and self.relay.running and _streamable(req.method, response):
+        if (
+            relay
+            and response is not None
+            and self.relay.running
+            and _streamable(req.method, response)
+        ):
             assert self.relay.port is not None
             req.headers[RELAY_HEADER] = self.relay.park(response)
             req.scheme = "http"
@@ -502,6 +899,8 @@ class UpstreamPool:
         """An answer read whole goes out whole, but addons that set a stream function on it
         (the SSE tee of LLM usage, capture's byte counter) still get to see its bytes."""
         if not flow.metadata.get(META_MANAGED) or flow.metadata.get(META_RELAYED):
+            return
+        if flow.metadata.get(META_REPLACED):  # mitmproxy streamed it (suite.gateway_errors)
             return
         if flow.response is None:
             return

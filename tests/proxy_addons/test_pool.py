@@ -404,3 +404,68 @@ targets = ["openai:gpt-4o-mini"]
     error = json.loads(f.response.content or b"")["error"]
     assert error["type"] == "alias_wrong_format" and "openai API" in error["message"]
     assert f.metadata["aiops_fields"]["llm_alias"] == "claims-summarizer"
+
+
+def test_native_first_try_points_the_flow_at_the_first_target_without_key_leaks() -> None:
+    """The gateway path: request() only rewrites the flow (mitmproxy forwards it) and keeps
+    the client's headers, before the target's key went in, for the tries that may follow."""
+    import asyncio
+    from dataclasses import replace
+
+    from suite.gateway_errors import META_TAKEOVER
+    from suite.pool import META_POOLS
+
+    cfg = parse(
+        """
+[[llm_aliases]]
+name = "claims-summarizer"
+targets = ["openai-backup:gpt-4.1-mini", "openai:gpt-4o-mini"]
+"""
+    )
+    openai = replace(cfg.routes[1], provider_key="sk-openai")
+    backup = replace(cfg.routes[2], provider_key="sk-backup")
+    cfg = replace(cfg, routes=(cfg.routes[0], openai, backup, cfg.routes[3]))
+    pools = Pools()
+    pools.set_config(cfg)
+    addon = UpstreamPool(cfg)
+    addon.native = True
+
+    async def run() -> http.HTTPFlow:
+        f = tflow.tflow()
+        f.request.method = "POST"
+        f.request.path = "/v1/chat/completions"
+        f.request.headers["authorization"] = "Bearer sk-openai"  # as Policy put it
+        f.request.content = b'{"model": "claims-summarizer", "messages": []}'
+        f.metadata.update(
+            {
+                META_POOLS: pools,
+                "aiops_route_cfg": openai,
+                "aiops_upstream": openai.upstreams[0].url,
+            }
+        )
+        assert addon.request(f) is None  # nothing to await: mitmproxy sends it
+        state = f.metadata[META_TAKEOVER]
+        state.cancel_timer()
+        return f
+
+    f = asyncio.run(run())
+    assert (f.request.host, f.request.port, f.request.path) == (
+        "127.0.0.1", 9200, "/openai/v1/chat/completions",
+    )  # fmt: skip
+    assert f.request.headers["authorization"] == "Bearer sk-backup"
+    assert json.loads(f.request.content or b"")["model"] == "gpt-4.1-mini"
+    assert f.request.headers["content-length"] == str(len(f.request.raw_content or b""))
+    assert f.metadata["aiops_upstream"] == backup.upstreams[0].url
+    assert f.metadata["aiops_route_cfg"] is backup
+    state = f.metadata[META_TAKEOVER]
+    assert state.client_headers["authorization"] == "Bearer sk-openai"  # for the next try
+    assert state.next_target == 1 and state.has_more(cfg)
+    assert state.failed(429) and state.failed(503) and not state.failed(400)
+    assert f.metadata["aiops_fields"] == {"llm_alias": "claims-summarizer", "attempts": 1}
+
+    # a target without a key of its own never gets the client route's key
+    plain_backup = replace(backup, provider_key=None)
+    f2 = tflow.tflow()
+    f2.request.headers["authorization"] = "Bearer sk-openai"
+    addon._point(f2, openai, plain_backup, backup.upstreams[0], "/x", None)
+    assert "authorization" not in f2.request.headers
