@@ -34,9 +34,10 @@ cum AS (
 ),
 raw AS (
     SELECT i, hash(i) AS h, hash(i * 7 + 3) AS h2,
-           -- spread evenly over the span, jittered by up to five minutes
+           -- spread evenly over the span, jittered by up to five minutes (HUGEINT: i *
+           -- span overflows BIGINT past ~7.6M rows)
            ($start::TIMESTAMP + to_microseconds(
-               (i * $span_us // $n) + (hash(i * 13) % 600000000)::BIGINT - 300000000))
+               (i::HUGEINT * $span_us // $n)::BIGINT + (hash(i * 13) % 600000000)::BIGINT - 300000000))
                AS ts
     FROM range($n) t(i)
 ),

@@ -12,24 +12,24 @@ import streamlit as st
 
 from suite import dashboard_data as data
 from suite.home import resolve_home
-from suite.store import Store
 
 
 @st.cache_data(ttl=60, max_entries=4)
 def load_runs(home: str) -> pl.DataFrame:
-    return data.forecast_latest_runs(Store(home))
+    with data.reader(home) as store:
+        return data.forecast_latest_runs(store)
 
 
 @st.cache_data(ttl=60, max_entries=32)
 def load_series(
     home: str, run_at: datetime, service: str, dimension: str, key: str, metric: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    points = data.forecast_points(store, run_at, service, dimension, key, metric)
-    history = data.metric_history_hourly(
-        store, service, dimension, key, metric, run_at - timedelta(days=14)
-    )
-    return points, history
+    with data.reader(home) as store:
+        points = data.forecast_points(store, run_at, service, dimension, key, metric)
+        history = data.metric_history_hourly(
+            store, service, dimension, key, metric, run_at - timedelta(days=14)
+        )
+        return points, history
 
 
 def series_name(r: dict[str, object]) -> str:

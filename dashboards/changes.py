@@ -31,24 +31,25 @@ def load_changes(
     kinds: tuple[str, ...],
     statuses: tuple[str, ...],
 ) -> tuple[int, pl.DataFrame]:
-    store = Store(home)
-    total = data.table_count(store, "changes")
-    if not total:
-        return 0, pl.DataFrame()
-    return total, data.changes_in_range(
-        store, since, until, services=services, kinds=kinds, statuses=statuses
-    )
+    with data.reader(home) as store:
+        total = data.table_count(store, "changes")
+        if not total:
+            return 0, pl.DataFrame()
+        return total, data.changes_in_range(
+            store, since, until, services=services, kinds=kinds, statuses=statuses
+        )
 
 
 @st.cache_data(ttl=30, max_entries=16)
 def load_failure_rate(home: str, since: datetime, until: datetime, hours: float) -> pl.DataFrame:
-    return data.change_failure_rate(Store(home), since, until, hours)
+    with data.reader(home) as store:
+        return data.change_failure_rate(store, since, until, hours)
 
 
 @st.cache_data(ttl=10, max_entries=32)
 def load_events(home: str, change_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    return data.change_events(store, change_id), data.audit_entries(store, "change", change_id)
+    with data.reader(home) as store:
+        return data.change_events(store, change_id), data.audit_entries(store, "change", change_id)
 
 
 def run_action(home: str, change_id: str, action: str) -> None:

@@ -18,7 +18,6 @@ from suite.clock import utc_now
 from suite.config import load_gateway_config
 from suite.errors import AiopsError
 from suite.home import resolve_home
-from suite.store import Store
 
 WINDOWS = {"Last 15 minutes": 15, "Last hour": 60, "Last 24 hours": 1440}
 
@@ -34,27 +33,27 @@ def load_config(path: str, mtime: float) -> tuple[list[dict[str, Any]], str | No
 
 @st.cache_data(ttl=15, max_entries=8)
 def load_health(home: str, minutes: int) -> tuple[datetime | None, pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    latest = data.latest_request_ts(store)
-    if latest is None:
-        return None, pl.DataFrame(), pl.DataFrame()
-    until = latest.replace(second=0, microsecond=0) + timedelta(minutes=1)
-    since = until - timedelta(minutes=minutes)
-    return (
-        latest,
-        data.upstream_health(store, since, until),
-        data.route_version_usage(store, since, until),
-    )
+    with data.reader(home) as store:
+        latest = data.latest_request_ts(store)
+        if latest is None:
+            return None, pl.DataFrame(), pl.DataFrame()
+        until = latest.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        since = until - timedelta(minutes=minutes)
+        return (
+            latest,
+            data.upstream_health(store, since, until),
+            data.route_version_usage(store, since, until),
+        )
 
 
 @st.cache_data(ttl=15, max_entries=4)
 def load_keys(home: str, now: datetime) -> tuple[bool, pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    return (
-        data.has_table(store, "api_keys"),
-        data.gateway_keys(store, now),
-        data.chaos_changes(store),
-    )
+    with data.reader(home) as store:
+        return (
+            data.has_table(store, "api_keys"),
+            data.gateway_keys(store, now),
+            data.chaos_changes(store),
+        )
 
 
 def as_time(seconds: object) -> str:
@@ -151,7 +150,8 @@ if procs:
     st.dataframe(frame, hide_index=True)
 
 st.subheader("Gateway keys")
-has_keys, keys, chaos_rows = load_keys(home, utc_now())
+# to the minute, so reruns within it hit the cache
+has_keys, keys, chaos_rows = load_keys(home, utc_now().replace(second=0, microsecond=0))
 if not has_keys or keys.is_empty():
     st.info(
         "No gateway keys yet: `aiops keys create --tenant T [--rpm N] [--budget-usd-day X]` creates one (the key is printed once; only a salted hash is stored)."

@@ -45,38 +45,38 @@ def load_list(
     services: tuple[str, ...],
     since: datetime | None,
 ) -> tuple[int, list[str], pl.DataFrame]:
-    store = Store(home)
-    total = data.table_count(store, "incidents")
-    if not total:
-        return 0, [], pl.DataFrame()
-    return (
-        total,
-        data.incident_services(store),
-        data.incidents_filtered(
-            store, statuses=statuses, severities=severities, services=services, since=since
-        ),
-    )
+    with data.reader(home) as store:
+        total = data.table_count(store, "incidents")
+        if not total:
+            return 0, [], pl.DataFrame()
+        return (
+            total,
+            data.incident_services(store),
+            data.incidents_filtered(
+                store, statuses=statuses, severities=severities, services=services, since=since
+            ),
+        )
 
 
 @st.cache_data(ttl=10, max_entries=16)
 def load_detail(home: str, incident_id: int) -> dict[str, Any]:
-    store = Store(home)
-    inc = get_incident(store, incident_id)
-    since, until = data.incident_window(inc)
-    n_related, related = data.related_requests(store, inc["service"], since, until)
-    slo_hist = pl.DataFrame()
-    if inc["signal"].startswith("slo_burn:"):
-        slo_hist = data.slo_history(store, inc["signal"].split(":", 1)[1])
-    return {
-        "incident": inc,
-        "signals": data.incident_signals(store, inc["service"], since, until),
-        "anomalies": data.incident_anomalies(store, incident_id, inc["service"], since, until),
-        "suspects": data.incident_suspects(store, incident_id),
-        "related_count": n_related,
-        "related": related,
-        "slo_history": slo_hist,
-        "audit": data.audit_entries(store, "incident", str(incident_id)),
-    }
+    with data.reader(home) as store:
+        inc = get_incident(store, incident_id)
+        since, until = data.incident_window(inc)
+        n_related, related = data.related_requests(store, inc["service"], since, until)
+        slo_hist = pl.DataFrame()
+        if inc["signal"].startswith("slo_burn:"):
+            slo_hist = data.slo_history(store, inc["signal"].split(":", 1)[1])
+        return {
+            "incident": inc,
+            "signals": data.incident_signals(store, inc["service"], since, until),
+            "anomalies": data.incident_anomalies(store, incident_id, inc["service"], since, until),
+            "suspects": data.incident_suspects(store, incident_id),
+            "related_count": n_related,
+            "related": related,
+            "slo_history": slo_hist,
+            "audit": data.audit_entries(store, "incident", str(incident_id)),
+        }
 
 
 def run_action(home: str, incident_id: int, action: str) -> None:
@@ -153,7 +153,8 @@ statuses = c[0].multiselect("Status", list(STATUSES), default=["open", "acknowle
 severities = c[1].multiselect("Severity", list(SEVERITIES), placeholder="any")
 since_name = c[3].selectbox("Opened", list(SINCE), index=2)
 days = SINCE[since_name]
-since = None if days is None else utc_now() - timedelta(days=days)
+# to the minute, so reruns within it hit the list's cache
+since = None if days is None else utc_now().replace(second=0, microsecond=0) - timedelta(days=days)
 # Services are known only after the first load; the list is cached, so this is cheap.
 total, all_services, _ = load_list(home, (), (), (), None)
 services = c[2].multiselect("Service", all_services, placeholder="any service")

@@ -12,33 +12,32 @@ import streamlit as st
 from suite import dashboard_data as data
 from suite.clock import utc_now
 from suite.home import resolve_home
-from suite.store import Store
 
 
 @st.cache_data(ttl=15, max_entries=4)
 def load_latest(home: str) -> datetime | None:
-    store = Store(home)
-    return store.query("SELECT max(ts) FROM requests WHERE kind = 'llm'").item()
+    with data.reader(home) as store:
+        return store.query("SELECT max(ts) FROM requests WHERE kind = 'llm'").item()
 
 
 @st.cache_data(ttl=30, max_entries=16)
 def load_usage(
     home: str, since: datetime, until: datetime, bucket: int
 ) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    by = data.llm_usage_by_all(store, since, until)
-    return (
-        by,
-        data.llm_series(store, since, until, bucket),
-        data.llm_unpriced_models(store, since, until),
-        data.llm_fallback_chains(store, since, until),
-    )
+    with data.reader(home) as store:
+        by = data.llm_usage_by_all(store, since, until)
+        return (
+            by,
+            data.llm_series(store, since, until, bucket),
+            data.llm_unpriced_models(store, since, until),
+            data.llm_fallback_chains(store, since, until),
+        )
 
 
 @st.cache_data(ttl=30, max_entries=4)
 def load_budgets(home: str, now: datetime) -> tuple[bool, pl.DataFrame]:
-    store = Store(home)
-    return data.has_table(store, "api_keys"), data.key_budget_burn(store, now)
+    with data.reader(home) as store:
+        return data.has_table(store, "api_keys"), data.key_budget_burn(store, now)
 
 
 MONEY = st.column_config.NumberColumn("cost", format="$%.4f")
@@ -88,14 +87,13 @@ if not unpriced.is_empty():
         "`<home>/llm_prices.csv`."
     )
 
-frame = series.to_pandas()
 left, right = st.columns(2)
 left.plotly_chart(
-    px.bar(frame, x="t", y="cost_usd", color="model", title="Spend over time (USD)"),
+    data.figure_by(series, "t", "cost_usd", "model", "Spend over time (USD)", kind="bar"),
     width="stretch",
 )
 right.plotly_chart(
-    px.bar(frame, x="t", y="tokens", color="model", title="Tokens over time"),
+    data.figure_by(series, "t", "tokens", "model", "Tokens over time", kind="bar"),
     width="stretch",
 )
 
@@ -131,7 +129,8 @@ else:
     st.dataframe(fallbacks, hide_index=True)
 
 st.subheader("Budget burn per key")
-has_keys, budgets = load_budgets(home, utc_now())
+# to the minute: a cache key that changes every run would re-run the month's scan
+has_keys, budgets = load_budgets(home, utc_now().replace(second=0, microsecond=0))
 if not has_keys or budgets.is_empty():
     st.info("No gateway keys yet: `aiops keys create --tenant T --budget-usd-day X` fills this.")
 else:

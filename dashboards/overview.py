@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import plotly.express as px
 import polars as pl
 import streamlit as st
 
 from suite import dashboard_data as data
 from suite.clock import utc_now
 from suite.home import resolve_home
-from suite.store import Store
 
 RANGES = {k: v for k, v in data.TIME_RANGES.items() if v <= 10080}
 
@@ -21,29 +19,29 @@ RANGES = {k: v for k, v in data.TIME_RANGES.items() if v <= 10080}
 def load(
     home: str, minutes: int
 ) -> tuple[datetime | None, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    _, last = data.data_span(store)
-    if last is None:
-        return None, pl.DataFrame(), pl.DataFrame(), data.open_incidents(store)
-    until = last + timedelta(minutes=1)
-    since = until - timedelta(minutes=minutes)
-    bucket = max(1, minutes // 120)
-    golden = data.golden_signals(store, since, until).join(
-        data.service_limit_use(store), on="service", how="left"
-    )
-    return (
-        last,
-        golden,
-        data.signal_series(store, since, until, bucket),
-        data.open_incidents(store),
-    )
+    with data.reader(home) as store:
+        _, last = data.data_span(store)
+        if last is None:
+            return None, pl.DataFrame(), pl.DataFrame(), data.open_incidents(store)
+        until = last + timedelta(minutes=1)
+        since = until - timedelta(minutes=minutes)
+        bucket = max(1, minutes // 120)
+        golden = data.golden_signals(store, since, until).join(
+            data.service_limit_use(store), on="service", how="left"
+        )
+        return (
+            last,
+            golden,
+            data.signal_series(store, since, until, bucket),
+            data.open_incidents(store),
+        )
 
 
 @st.cache_data(ttl=15, max_entries=8)
 def load_side(home: str, today: datetime) -> tuple[pl.DataFrame, pl.DataFrame, float, int]:
-    store = Store(home)
-    usd, calls = data.llm_spend_since(store, today)
-    return data.recent_changes(store, 10), data.slo_latest(store), usd, calls
+    with data.reader(home) as store:
+        usd, calls = data.llm_spend_since(store, today)
+        return data.recent_changes(store, 10), data.slo_latest(store), usd, calls
 
 
 st.title("Overview")
@@ -109,18 +107,17 @@ def live_tiles() -> None:
         },
     )
 
-    frame = series.to_pandas()
     left, mid, right = st.columns(3)
     left.plotly_chart(
-        px.line(frame, x="t", y="calls_per_min", color="service", title="Calls per minute"),
+        data.figure_by(series, "t", "calls_per_min", "service", "Calls per minute"),
         width="stretch",
     )
     mid.plotly_chart(
-        px.line(frame, x="t", y="error_ratio", color="service", title="5xx error ratio"),
+        data.figure_by(series, "t", "error_ratio", "service", "5xx error ratio"),
         width="stretch",
     )
     right.plotly_chart(
-        px.line(frame, x="t", y="p95_ms", color="service", title="p95 latency (ms)", log_y=True),
+        data.figure_by(series, "t", "p95_ms", "service", "p95 latency (ms)", log_y=True),
         width="stretch",
     )
 

@@ -12,22 +12,22 @@ import streamlit as st
 from suite import dashboard_data as data
 from suite.clock import utc_now
 from suite.home import resolve_home
-from suite.store import Store
 
 
 @st.cache_data(ttl=60, max_entries=4)
 def load_catalog(home: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    return (
-        data.service_catalog(store),
-        data.service_dependencies(store),
-        data.problems_by_recurrence(store),
-    )
+    with data.reader(home) as store:
+        return (
+            data.service_catalog(store),
+            data.service_dependencies(store),
+            data.problems_by_recurrence(store),
+        )
 
 
 @st.cache_data(ttl=300, max_entries=12)
 def load_sla(home: str, month: datetime) -> pl.DataFrame:
-    return data.sla_report(Store(home), month)
+    with data.reader(home) as store:
+        return data.sla_report(store, month)
 
 
 def dependency_figure(services: pl.DataFrame, deps: pl.DataFrame) -> go.Figure:

@@ -10,19 +10,20 @@ from plotly.subplots import make_subplots
 from suite import dashboard_data as data
 from suite.home import resolve_home
 from suite.slo import BURN_RULES
-from suite.store import Store
 
 LEVEL_ICON = {"page": "🔴 page", "ticket": "🟠 ticket", "none": "🟢 ok"}
 
 
 @st.cache_data(ttl=30, max_entries=4)
 def load_latest(home: str) -> pl.DataFrame:
-    return data.slo_latest(Store(home))
+    with data.reader(home) as store:
+        return data.slo_latest(store)
 
 
 @st.cache_data(ttl=30, max_entries=16)
 def load_history(home: str, slo: str) -> pl.DataFrame:
-    return data.slo_history(Store(home), slo)
+    with data.reader(home) as store:
+        return data.slo_history(store, slo)
 
 
 st.title("SLOs")

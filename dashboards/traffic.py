@@ -13,35 +13,37 @@ import streamlit as st
 
 from suite import dashboard_data as data
 from suite.home import resolve_home
-from suite.store import Store
 
 
 @st.cache_data(ttl=15, max_entries=4)
 def load_latest(home: str) -> datetime | None:
-    return data.latest_request_ts(Store(home))
+    with data.reader(home) as store:
+        return data.latest_request_ts(store)
 
 
 @st.cache_data(ttl=60, max_entries=16)
 def load_options(home: str, since: datetime, until: datetime) -> dict[str, list[str]]:
-    return data.filter_options(Store(home), since, until)
+    with data.reader(home) as store:
+        return data.filter_options(store, since, until)
 
 
 @st.cache_data(ttl=15, max_entries=32)
 def load_traffic(
     home: str, f: data.TrafficFilter, bucket: int
 ) -> tuple[str, dict[str, Any], pl.DataFrame, pl.DataFrame]:
-    store = Store(home)
-    return (
-        data.traffic_source(store, f),
-        data.traffic_totals(store, f),
-        data.traffic_series(store, f, bucket),
-        data.traffic_sample(store, f, 200),
-    )
+    with data.reader(home) as store:
+        return (
+            data.traffic_source(store, f),
+            data.traffic_totals(store, f),
+            data.traffic_series(store, f, bucket),
+            data.traffic_sample(store, f, 200),
+        )
 
 
 @st.cache_data(ttl=60, max_entries=32)
 def load_request(home: str, request_id: str) -> dict[str, Any] | None:
-    return data.request_detail(Store(home), request_id)
+    with data.reader(home) as store:
+        return data.request_detail(store, request_id)
 
 
 st.title("Traffic explorer")
