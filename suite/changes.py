@@ -17,8 +17,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -42,7 +42,7 @@ from suite.changes_config import ChangesSettings
 from suite.clock import naive_utc, utc_now
 from suite.config import GatewayConfig
 from suite.errors import ConfigError
-from suite.store import Store
+from suite.store import Store, transaction
 
 log = logging.getLogger("aiops.changes")
 
@@ -85,15 +85,8 @@ LATE_MARGIN = timedelta(minutes=15)
 
 
 # -- recording -----------------------------------------------------------------------------
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+def _transaction(con: duckdb.DuckDBPyConnection) -> AbstractContextManager[object]:
+    return transaction(con)
 
 
 def _event(
@@ -477,9 +470,7 @@ def score_suspect(
     hours = max(0.0, delta.total_seconds() / 3600)
     if at < opened_at + FIRST_MINUTE:
         proximity = 1.0 / (1.0 + hours / PROXIMITY_HALF_HOURS)
-        when = (
-            f"{_human(delta)} before it opened" if at <= opened_at else "in its first minute"
-        )
+        when = f"{_human(delta)} before it opened" if at <= opened_at else "in its first minute"
     else:
         hours = delta.total_seconds() / 3600
         proximity = DURING_INCIDENT / (1.0 + -hours / PROXIMITY_HALF_HOURS)

@@ -111,14 +111,10 @@ def write_drills(path: Path, drills: list[Drill]) -> None:
 @contextmanager
 def _transaction(store: Store) -> Iterator[Any]:
     """A write connection whose statements commit together or not at all."""
-    with store.write() as con:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            yield con
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
+    from suite.store import transaction  # not at import: the gateway imports this module
+
+    with store.write() as con, transaction(con):
+        yield con
 
 
 @contextmanager

@@ -15,10 +15,8 @@ write transaction, so a month of anomalies and a single one take the same path.
 
 from __future__ import annotations
 
-import getpass
-import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -32,7 +30,7 @@ from suite.api import make_module_callable
 from suite.clock import naive_utc, utc_now
 from suite.config import GatewayConfig
 from suite.errors import AiopsError
-from suite.store import Store
+from suite.store import Store, transaction
 
 STATUSES = ("open", "acknowledged", "resolved")
 ACTIVE_STATUSES = ("open", "acknowledged")
@@ -135,14 +133,8 @@ def incident_severity(signal: str, score: float | None = None, source: str = "de
 
 
 def default_actor() -> str:
-    """$AIOPS_USER, else the OS user."""
-    env = os.environ.get("AIOPS_USER", "").strip()
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    """$AIOPS_USER, else the OS user (suite.audit.current_actor)."""
+    return audit.current_actor()
 
 
 # -- the in-memory book: pure lifecycle logic, loaded and saved in one transaction ----------
@@ -562,15 +554,8 @@ def resolve_signal_incident(
     return int(rows[-1][0])
 
 
-@contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+def _transaction(con: duckdb.DuckDBPyConnection) -> AbstractContextManager[object]:
+    return transaction(con)
 
 
 def auto_resolve_quiet(

@@ -8,7 +8,6 @@ SMTP passwords (and webhook URLs, when given as "${VAR}") come from the environm
 from __future__ import annotations
 
 import fnmatch
-import getpass
 import logging
 import os
 import re
@@ -162,10 +161,9 @@ def add_silence(
 
 
 def _whoami() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
+    from suite.audit import current_actor
+
+    return current_actor()
 
 
 def list_silences(

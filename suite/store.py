@@ -81,6 +81,18 @@ def _wrap_duckdb_error(e: duckdb.Error, sql: str | None = None) -> StoreError:
     return StoreError(f"DuckDB {title.strip()}: {first}{where}")
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT on an open connection; ROLLBACK (and re-raise) on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 class Store:
     """`with store.read() as con:` / `with store.write() as con:`; queries return polars."""
 
