@@ -552,7 +552,7 @@ class Demo:
                "--token-interval-ms", "4"]  # fmt: skip
         ready = r"llm emulator listening on (http://\S+)"
         # The primary provider rate-limits: calls to the alias fall back to the backup.
-        urls["openai"] = self._start("openai", [*llm, "--rate-limit-rpm", "40"], ready)
+        urls["openai"] = self._start("openai", [*llm, "--rate-limit-rpm", "12"], ready)
         urls["openai-backup"] = self._start("openai-backup", llm, ready)
         urls["claude"] = self._start("claude", llm, ready)
         for s in self.services:

@@ -54,6 +54,14 @@ def test_headless_demo_runs_the_whole_loop(home: Path, tmp_path: Path) -> None:
     assert kinds.get("http", 0) > 100 and kinds.get("llm", 0) > 5 and kinds.get("mcp", 0) > 5, kinds
     assert summary["lost"] == 0 and summary["recorded"] >= summary["sent"] > 0
 
+    # The alias fell back from the rate-limiting primary to the backup, and says so.
+    fell_back = query_json(
+        home,
+        "SELECT count(*) AS n FROM requests WHERE llm_alias = 'claims-summarizer' "
+        "AND fallback_chain LIKE 'openai:%(429) > openai-backup:%(ok)' AND status = 200",
+    )[0]["n"]
+    assert fell_back >= 1
+
     # The drill: recorded as a change, applied by the gateway, an incident opened on the
     # drilled service after it started and resolved after it ended.
     drill = query_json(home, "SELECT id, kind, service FROM changes WHERE kind = 'chaos'")
