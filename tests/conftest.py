@@ -50,21 +50,3 @@ def write_config(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-# The longest test files, started first: with `pytest -n 3 --dist loadfile` a long file
-# that is handed out last becomes the whole run's tail.
-SLOW_FILES_FIRST = (
-    "tests/integration/test_demo.py",
-    "tests/notebooks/test_notebooks.py",
-    "tests/integration/test_worker_crash.py",
-    "tests/dashboards/test_browser.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return SLOW_FILES_FIRST.index(path) if path in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
-
-    items.sort(key=rank)  # stable: the order within each file is kept
